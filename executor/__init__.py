@@ -1,0 +1,1 @@
+"""Covalent executor plugin: run electrons as AWS ECS Fargate tasks."""

@@ -1,0 +1,1 @@
+"""The embedded sandbox: a local AWS API plus a local Fargate agent."""

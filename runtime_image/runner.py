@@ -1,0 +1,233 @@
+"""Run one staged task: fetch the payload, run it, write one result envelope.
+
+Kept short on purpose: this is the code users trust with their data inside the
+container. The flow is
+
+1. check that this Python minor and cloudpickle match the client's (env, see contract),
+2. download ``payload_key`` (cloudpickled ``(function, args, kwargs)``) to a temp file,
+3. call the function with the process's stdout/stderr teed into a capture buffer
+   (file-descriptor level, so subprocesses' output is captured too, and still reaches
+   the container's log stream live),
+4. cloudpickle an envelope (value or error, captured output, timings) to a temp file
+   and upload it to ``result_key``.
+
+Exit code 0 means the envelope was written, whatever the function did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import contract
+
+_PROCESS_STARTED = time.time()
+
+
+def _log(message: str) -> None:
+    print(f"[covalent-ecs-runtime] {message}", file=sys.stderr, flush=True)
+
+
+class _Tee:
+    """Copy everything written to a file descriptor into a bounded buffer as well."""
+
+    def __init__(self, fd: int, limit: int) -> None:
+        self.fd = fd
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+        self._saved = os.dup(fd)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        self._read_end = read_end
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while chunk := os.read(self._read_end, 65536):
+            os.write(self._saved, chunk)
+            room = self.limit - self.size
+            if len(chunk) > room:
+                self.truncated = True
+                chunk = chunk[: max(room, 0)]
+            if chunk:
+                self.chunks.append(chunk)
+                self.size += len(chunk)
+        os.close(self._read_end)
+
+    def close(self) -> str:
+        os.dup2(self._saved, self.fd)  # closes the pipe's last write end: the pump sees EOF
+        self._thread.join()
+        os.close(self._saved)
+        return b"".join(self.chunks).decode("utf-8", errors="replace")
+
+
+@contextmanager
+def _captured_output(envelope: dict[str, Any]) -> Iterator[None]:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    out = _Tee(1, contract.MAX_CAPTURED_BYTES)
+    err = _Tee(2, contract.MAX_CAPTURED_BYTES)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        envelope["stdout"] = out.close()
+        envelope["stderr"] = err.close()
+        envelope["stdout_truncated"] = out.truncated
+        envelope["stderr_truncated"] = err.truncated
+
+
+def _error(kind: str, message: str, exc: BaseException | None = None) -> dict[str, str]:
+    return {
+        "kind": kind,
+        "type": type(exc).__name__ if exc else kind,
+        "message": message,
+        "traceback": "".join(traceback.format_exception(exc)) if exc else "",
+    }
+
+
+def _skew(versions: dict[str, str]) -> str | None:
+    """A message naming what differs from the client, or None."""
+    wanted = {
+        "python": os.environ.get(contract.ENV_CLIENT_PYTHON),
+        "cloudpickle": os.environ.get(contract.ENV_CLIENT_CLOUDPICKLE),
+    }
+    differences = [
+        f"{name} {versions[name]} in the runner image, {want} on the client"
+        for name, want in wanted.items()
+        if want and want != versions[name]
+    ]
+    if not differences:
+        return None
+    return (
+        "the runner image does not match the client: "
+        + "; ".join(differences)
+        + ". Publish a runner image for this client (`covalent-ecs publish-image`) or set"
+        " `container_image_uri` to one built with the same Python minor and cloudpickle."
+    )
+
+
+def _run_payload(path: str, envelope: dict[str, Any]) -> None:
+    import cloudpickle
+
+    try:
+        with open(path, "rb") as f:
+            function, args, kwargs = cloudpickle.load(f)
+    except Exception as exc:  # noqa: BLE001 - reported to the client, not swallowed
+        envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
+        envelope["error"] = _error(
+            contract.KIND_PAYLOAD_UNREADABLE, f"the task payload could not be unpickled: {exc}", exc
+        )
+        return
+    envelope["timings"]["function_started"] = time.time()
+    try:
+        with _captured_output(envelope):
+            value = function(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - the user's exception is the result
+        envelope["outcome"] = contract.OUTCOME_RAISED
+        envelope["error"] = _error("user", str(exc), exc)
+        envelope["error"]["type"] = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    else:
+        envelope["outcome"] = contract.OUTCOME_RETURNED
+        envelope["value"] = value
+    envelope["timings"]["function_ended"] = time.time()
+
+
+def _write_envelope(envelope: dict[str, Any], path: str) -> None:
+    import cloudpickle
+
+    try:
+        with open(path, "wb") as f:
+            cloudpickle.dump(envelope, f)
+    except Exception as exc:  # noqa: BLE001 - an unpicklable return value is reported
+        envelope["value"] = None
+        envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
+        envelope["error"] = _error(
+            contract.KIND_RESULT_UNPICKLABLE,
+            f"the task's return value could not be pickled: {exc}",
+            exc,
+        )
+        with open(path, "wb") as f:
+            cloudpickle.dump(envelope, f)
+
+
+def run(bucket: str, payload_key: str, result_key: str) -> int:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    envelope = contract.new_envelope()
+    envelope["timings"]["process_started"] = _PROCESS_STARTED
+    envelope["timings"]["runner_started"] = time.time()
+    versions = contract.runtime_versions()
+    envelope["runtime"] = versions
+    label = os.environ.get(contract.ENV_TASK_LABEL, payload_key)
+    s3 = boto3.client("s3")
+
+    with tempfile.TemporaryDirectory(prefix="covalent-ecs-") as workdir:
+        payload_path = os.path.join(workdir, "payload.pkl")
+        result_path = os.path.join(workdir, "result.pkl")
+        skew = _skew(versions)
+        if skew:
+            envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
+            envelope["error"] = _error(contract.KIND_RUNTIME_SKEW, skew)
+        else:
+            try:
+                s3.download_file(bucket, payload_key, payload_path)
+            except ClientError as exc:
+                envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
+                envelope["error"] = _error(
+                    contract.KIND_PAYLOAD_MISSING,
+                    f"could not read the task payload s3://{bucket}/{payload_key}: {exc}",
+                    exc,
+                )
+            else:
+                envelope["timings"]["payload_fetched"] = time.time()
+                _log(f"running task {label}")
+                _run_payload(payload_path, envelope)
+        if envelope["error"]:
+            _log(f"task {label}: {envelope['error']['type']}: {envelope['error']['message']}")
+        envelope["timings"]["result_written"] = time.time()
+        _write_envelope(envelope, result_path)
+        try:
+            s3.upload_file(
+                result_path, bucket, result_key, ExtraArgs={"ServerSideEncryption": "AES256"}
+            )
+        except Exception as exc:  # noqa: BLE001 - nothing else can tell the client
+            _log(f"could not write the result to s3://{bucket}/{result_key}: {exc}")
+            return contract.EXIT_NO_RESULT
+    _log(f"task {label}: {envelope['outcome']}")
+    return contract.EXIT_RESULT_WRITTEN
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m covalent_ecs_runtime")
+    parser.add_argument("--version", action="store_true", help="print the runtime's versions")
+    sub = parser.add_subparsers(dest="command")
+    run_parser = sub.add_parser("run", help="run one staged task")
+    run_parser.add_argument("--bucket", required=True)
+    run_parser.add_argument("--payload-key", required=True)
+    run_parser.add_argument("--result-key", required=True)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return contract.EXIT_USAGE if exc.code else 0
+    if args.version:
+        versions = contract.runtime_versions()
+        print(" ".join(f"{name}={value}" for name, value in versions.items()))
+        return 0
+    if args.command != "run":
+        parser.print_help(sys.stderr)
+        return contract.EXIT_USAGE
+    return run(args.bucket, args.payload_key, args.result_key)

@@ -68,6 +68,16 @@ def runtime_versions() -> dict[str, str]:
     }
 
 
+def runner_image_tag() -> str:
+    """The tag ``covalent-ecs publish-image`` gives the runner image of this version.
+
+    The executor's default ``container_image_uri`` points at it, so a client never runs
+    tasks on a runner of another version, Python minor or cloudpickle by accident.
+    """
+    versions = runtime_versions()
+    return f"runner-{versions['runner']}-py{versions['python']}-cloudpickle{versions['cloudpickle']}"
+
+
 def client_env() -> dict[str, str]:
     """The environment the client sends so the runner can check for skew."""
     versions = runtime_versions()

@@ -1,0 +1,310 @@
+"""The Covalent adapter: ``ECSExecutor`` runs one electron as one ECS Fargate task.
+
+``run()`` is five steps, each in its own module:
+
+1. stage   (staging.py)  cloudpickle ``(function, args, kwargs)`` and upload it to S3
+2. define  (taskdefs.py) find or register the one task definition for this config
+3. launch  (launch.py)   RunTask with the command, env and size as overrides
+4. watch   (poller.py)   one batched DescribeTasks loop for every live task
+5. collect (staging.py, failures.py) download the result envelope, or explain the failure
+
+Covalent builds this object on its server as ``ECSExecutor(**[executors.ecs])`` and then
+overwrites ``__dict__`` with the client object's attributes, so every attribute is
+plain JSON (config values only); clients, pollers and caches live in module registries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import secrets
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from covalent._shared_files.config import get_config
+from covalent._shared_files.exceptions import TaskCancelledError, TaskRuntimeError
+from covalent.executor.base import AsyncBaseExecutor
+from covalent_ecs_runtime import contract
+
+from . import aws, failures, launch, poller, staging, taskdefs, tasklogs
+from .config import CONFIG_KEYS, COVALENT_BASE_KEYS, ExecutorConfig, build_config, plugin_defaults
+from .errors import ConfigError, ECSExecutorError, TaskStoppedError, TaskTimeoutError
+
+EXECUTOR_PLUGIN_NAME = "ECSExecutor"
+_EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
+
+_CANCEL_REASON = "Cancelled by Covalent"
+_TIME_LIMIT_REASON = "Time limit exceeded"
+
+_aws_threads = ThreadPoolExecutor(max_workers=aws.MAX_AWS_THREADS, thread_name_prefix="covalent-ecs")
+_task_definitions = taskdefs.TaskDefinitionCache()
+
+
+async def _in_thread(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_aws_threads, functools.partial(fn, *args, **kwargs))
+
+
+def _config_from_file() -> dict[str, Any]:
+    try:
+        section = get_config("executors.ecs")
+    except (KeyError, TypeError):
+        return {}
+    return dict(section) if isinstance(section, dict) else {}
+
+
+class ECSExecutor(AsyncBaseExecutor):
+    """Run electrons as AWS ECS Fargate tasks on one reusable runner image.
+
+    Every argument defaults to the ``[executors.ecs]`` block of covalent.conf; see the
+    README's configuration reference. Invalid values raise ``ConfigError`` here, before
+    any AWS call.
+    """
+
+    def __init__(
+        self,
+        credentials: str | None = None,
+        profile: str | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        s3_bucket_name: str | None = None,
+        ecr_repo_name: str | None = None,
+        container_image_uri: str | None = None,
+        ecs_cluster_name: str | None = None,
+        ecs_task_family_name: str | None = None,
+        ecs_task_execution_role_name: str | None = None,
+        ecs_task_role_name: str | None = None,
+        ecs_task_subnet_id: str | None = None,
+        ecs_task_security_group_id: str | None = None,
+        assign_public_ip: bool | None = None,
+        ecs_task_log_group_name: str | None = None,
+        cpu_architecture: str | None = None,
+        vcpu: float | None = None,
+        memory: float | None = None,
+        environment: dict[str, str] | None = None,
+        time_limit: float | None = None,
+        cache_dir: str | None = None,
+        poll_freq: float | None = None,
+        retry_mode: str | None = None,
+        max_attempts: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        given = {
+            key: value
+            for key, value in locals().items()
+            if key in CONFIG_KEYS and value is not None
+        }
+        base = {key: kwargs.pop(key) for key in list(kwargs) if key in COVALENT_BASE_KEYS}
+        given.update(kwargs)  # unknown keys: build_config names them ("did you mean")
+        config = build_config(given, _config_from_file())
+        super().__init__(
+            log_stdout=base.get("log_stdout", ""),
+            log_stderr=base.get("log_stderr", ""),
+            cache_dir=config.cache_dir,
+            time_limit=config.time_limit,
+            retries=base.get("retries", 0),
+        )
+        for key, value in config.model_dump(mode="json").items():
+            setattr(self, key, value)
+
+    # ------------------------------------------------------------------ configuration
+    def config(self) -> ExecutorConfig:
+        """The validated configuration held in this object's (JSON) attributes."""
+        return build_config({key: getattr(self, key) for key in CONFIG_KEYS}, {})
+
+    # ---------------------------------------------------------------------- Covalent
+    async def run(
+        self, function: Any, args: list[Any], kwargs: dict[str, Any], task_metadata: dict[str, Any]
+    ) -> Any:
+        dispatch_id = str(task_metadata["dispatch_id"])
+        node_id = task_metadata["node_id"]
+        try:
+            config = self.config()
+            config.require_launch_settings()
+            return await self._run(config, function, args, kwargs, dispatch_id, node_id)
+        except TaskCancelledError:
+            raise
+        except ECSExecutorError as err:
+            message = f"[{type(err).__name__}] {err}"
+            print(message, file=self.task_stderr)
+            raise TaskRuntimeError(message) from err
+
+    async def cancel(self, task_metadata: dict[str, Any], job_handle: Any) -> bool:
+        """Stop the task behind ``job_handle`` (set by ``run``); True when ECS accepted."""
+        handle = json.loads(job_handle) if isinstance(job_handle, str) else job_handle
+        if not isinstance(handle, dict) or "task_arn" not in handle:
+            return False
+        config = self.config()
+        clients = aws.clients_for(config)
+        await _in_thread(
+            aws.call,
+            clients.ecs.stop_task,
+            "stop the task",
+            cluster=handle.get("cluster", config.ecs_cluster_name),
+            task=handle["task_arn"],
+            reason=f"{_CANCEL_REASON} (dispatch {task_metadata.get('dispatch_id')}, "
+            f"node {task_metadata.get('node_id')})",
+        )
+        return True
+
+    # ---------------------------------------------------------------- the five steps
+    async def _run(
+        self,
+        config: ExecutorConfig,
+        function: Any,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        dispatch_id: str,
+        node_id: Any,
+    ) -> Any:
+        clients = await _in_thread(aws.clients_for, config)
+        attempt = secrets.token_hex(12)
+        keys = staging.task_keys(dispatch_id, node_id, attempt)
+        bucket = config.s3_bucket_name
+
+        # 1. stage
+        await _in_thread(
+            staging.upload_payload, clients.s3, bucket, keys.payload, (function, args, kwargs),
+            config.cache_dir,
+        )
+        try:
+            # 2. define
+            image_uri = await _in_thread(self._image_uri, config, clients)
+            definition = await _in_thread(
+                self._task_definition, config, clients, image_uri
+            )
+            definition_arn = await _task_definitions.arn(clients, definition, _in_thread)
+            # 3. launch
+            request = launch.build_run_task_request(
+                config,
+                task_definition_arn=definition_arn,
+                bucket=bucket,
+                keys=keys,
+                dispatch_id=dispatch_id,
+                node_id=node_id,
+                attempt=attempt,
+            )
+            task = await _in_thread(launch.run_task, clients.ecs, request)
+            task_arn = task["taskArn"]
+            await self._set_job_handle({"task_arn": task_arn, "cluster": config.ecs_cluster_name})
+            # 4. watch
+            watcher = poller.poller_for(clients, _in_thread)
+            described = await self._watch(config, clients, watcher, task_arn)
+            # 5. collect
+            envelope = await _in_thread(
+                staging.download_result, clients.s3, bucket, keys.result, config.cache_dir
+            )
+            if envelope is None:
+                raise await self._explain_stop(
+                    config, clients, watcher, described, image_uri, f"s3://{bucket}/{keys.result}"
+                )
+            return self._unpack(envelope)
+        finally:
+            await self._cleanup(clients, bucket, keys)
+
+    def _image_uri(self, config: ExecutorConfig, clients: aws.Clients) -> str:
+        if config.container_image_uri:
+            return config.container_image_uri
+        return f"{clients.ecr_registry()}/{config.ecr_repo_name}:{contract.runner_image_tag()}"
+
+    def _task_definition(
+        self, config: ExecutorConfig, clients: aws.Clients, image_uri: str
+    ) -> dict[str, Any]:
+        return taskdefs.build_task_definition(
+            config,
+            image_uri=image_uri,
+            execution_role_arn=clients.role_arn(config.ecs_task_execution_role_name),
+            task_role_arn=clients.role_arn(config.ecs_task_role_name),
+            region=clients.region,
+        )
+
+    async def _set_job_handle(self, handle: dict[str, str]) -> None:
+        # Outside a Covalent server (direct calls, tests) there is no listener to tell.
+        if getattr(self, "_send_queue", None) is not None:
+            await self.set_job_handle(handle)
+
+    async def _watch(
+        self, config: ExecutorConfig, clients: aws.Clients, watcher: poller.TaskPoller, task_arn: str
+    ) -> dict[str, Any]:
+        watch = watcher.watch(config.ecs_cluster_name, task_arn, interval_s=config.poll_freq)
+        try:
+            return await asyncio.wait_for(watch, timeout=config.time_limit_s)
+        except asyncio.TimeoutError:
+            await _in_thread(
+                aws.call,
+                clients.ecs.stop_task,
+                "stop the task after its time limit",
+                cluster=config.ecs_cluster_name,
+                task=task_arn,
+                reason=f"{_TIME_LIMIT_REASON} ({config.time_limit:g} s)",
+            )
+            raise TaskTimeoutError(
+                f"time limit exceeded: ECS task {task_arn} ran longer than "
+                f"time_limit={config.time_limit:g} s and was stopped. Raise time_limit or "
+                "set it to -1 for no limit."
+            ) from None
+
+    async def _explain_stop(
+        self,
+        config: ExecutorConfig,
+        clients: aws.Clients,
+        watcher: poller.TaskPoller,
+        described: dict[str, Any],
+        image_uri: str,
+        result_uri: str,
+    ) -> TaskStoppedError | TaskCancelledError:
+        """No result: wait for STOPPED (for ECS's full reason) and classify it."""
+        if described.get("lastStatus") != "STOPPED":
+            described = await watcher.watch(
+                config.ecs_cluster_name,
+                described["taskArn"],
+                until=poller.STOPPED,
+                interval_s=config.poll_freq,
+            )
+        if (described.get("stoppedReason") or "").startswith(_CANCEL_REASON):
+            return TaskCancelledError(described["stoppedReason"])
+        tail = await _in_thread(
+            tasklogs.log_tail,
+            clients.logs,
+            config.ecs_task_log_group_name,
+            taskdefs.log_stream_name(described["taskArn"]),
+        )
+        memory_mib = int(described.get("memory") or config.memory_mib)
+        return failures.classify_stopped_task(
+            described,
+            log_tail=tail,
+            image_uri=image_uri,
+            memory_mib=memory_mib,
+            result_uri=result_uri,
+        )
+
+    def _unpack(self, envelope: dict[str, Any]) -> Any:
+        """Copy the task's output to the node's streams; return the value or raise."""
+        for text, stream, truncated in (
+            (envelope.get("stdout", ""), self.task_stdout, envelope.get("stdout_truncated")),
+            (envelope.get("stderr", ""), self.task_stderr, envelope.get("stderr_truncated")),
+        ):
+            if text:
+                print(text, end="", file=stream)
+            if truncated:
+                print(
+                    f"\n[covalent-ecs] output truncated at {contract.MAX_CAPTURED_BYTES} bytes; "
+                    "the task's CloudWatch log stream has all of it",
+                    file=stream,
+                )
+        error = failures.envelope_error(envelope)
+        if error is not None:
+            raise error
+        return envelope["value"]
+
+    async def _cleanup(self, clients: aws.Clients, bucket: str, keys: staging.TaskKeys) -> None:
+        try:
+            await _in_thread(staging.delete_task_objects, clients.s3, bucket, keys)
+        except ECSExecutorError as err:
+            # The task's own outcome matters more than its leftovers; say so, don't fail.
+            print(f"[covalent-ecs] warning: {err}", file=sys.stderr)
+
+
+__all__ = ["ECSExecutor", "EXECUTOR_PLUGIN_NAME", "ConfigError"]

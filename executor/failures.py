@@ -1,0 +1,143 @@
+"""Why a task failed, in one message a user can act on. Pure: dicts in, errors out.
+
+Two sources: the runner's result envelope (the function raised, or the runner could
+not run it), and, when there is no envelope, what ECS says about the stopped task
+(stop code, stopped reason, the container's exit code and reason) plus the tail of
+its log stream.
+References: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-error-codes.html
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from covalent_ecs_runtime import contract
+
+from .errors import (
+    CapacityError,
+    ECSExecutorError,
+    ImagePullError,
+    NetworkSetupError,
+    OutOfMemoryError,
+    RemoteTaskError,
+    RuntimeSkewError,
+    StagingError,
+    TaskStoppedError,
+)
+
+OOM_EXIT_CODE = 137
+_CAPACITY_MARKERS = ("Capacity is unavailable", "capacity", "Insufficient")
+
+
+def _runner_container(task: dict[str, Any]) -> dict[str, Any]:
+    for container in task.get("containers", []):
+        if container.get("name") == contract.CONTAINER_NAME:
+            return dict(container)
+    return {}
+
+
+def envelope_error(envelope: dict[str, Any]) -> ECSExecutorError | None:
+    """The error an envelope reports, or None when the function returned."""
+    outcome = envelope.get("outcome")
+    if outcome == contract.OUTCOME_RETURNED:
+        return None
+    error = envelope.get("error") or {}
+    message = error.get("message", "")
+    if outcome == contract.OUTCOME_RAISED:
+        remote_type = error.get("type", "Exception")
+        traceback = error.get("traceback", "")
+        return RemoteTaskError(
+            f"{remote_type}: {message}\n\nRemote traceback (in the ECS task):\n{traceback}".rstrip(),
+            remote_type=remote_type,
+            remote_traceback=traceback,
+        )
+    kind = error.get("kind")
+    if kind == contract.KIND_RUNTIME_SKEW:
+        return RuntimeSkewError(message)
+    if kind == contract.KIND_PAYLOAD_UNREADABLE:
+        return RuntimeSkewError(
+            f"{message}. The runner image lacks something the task needs: a module the "
+            "function imports (add it with deps_pip) or a matching covalent version."
+        )
+    if kind == contract.KIND_PAYLOAD_MISSING:
+        return StagingError(message)
+    if kind == contract.KIND_RESULT_UNPICKLABLE:
+        return RemoteTaskError(
+            f"{message}. Return a value cloudpickle can serialise.",
+            remote_type=error.get("type", ""),
+            remote_traceback=error.get("traceback", ""),
+        )
+    return ECSExecutorError(f"the runner reported an unknown outcome {outcome!r}: {message}")
+
+
+def classify_stopped_task(
+    task: dict[str, Any],
+    *,
+    log_tail: str = "",
+    image_uri: str = "",
+    memory_mib: int | None = None,
+    result_uri: str = "",
+) -> TaskStoppedError:
+    """The error for a task that stopped without writing a result."""
+    container = _runner_container(task)
+    exit_code = container.get("exitCode")
+    container_reason = container.get("reason") or ""
+    stop_code = task.get("stopCode")
+    stopped_reason = task.get("stoppedReason") or ""
+    reasons = " ".join(r for r in (container_reason, stopped_reason) if r)
+    arn = task.get("taskArn", "")
+    facts = dict(
+        task_arn=arn,
+        stop_code=stop_code,
+        stopped_reason=stopped_reason or container_reason,
+        exit_code=exit_code,
+        log_tail=log_tail,
+    )
+    tail = f"\nLast lines of the task's log:\n{log_tail}" if log_tail.strip() else ""
+    where = f"ECS task {arn}" if arn else "the ECS task"
+    stated = f"(stop code {stop_code}, reason: {reasons or 'none given'}"
+    stated += f", exit code {exit_code})" if exit_code is not None else ", the container never ran)"
+
+    if "OutOfMemoryError" in reasons or (exit_code == OOM_EXIT_CODE and "memory" in reasons.lower()):
+        size = f"{memory_mib / 1024:g} GB" if memory_mib else "the task's memory"
+        return OutOfMemoryError(
+            f"{where} ran out of memory at {size} and was killed {stated}. "
+            "Raise `memory` (and `vcpu` if Fargate needs it for that size), e.g. "
+            f"ECSExecutor(memory=...).{tail}",
+            **facts,
+        )
+    if "CannotPullContainerError" in reasons or "pull image" in reasons.lower():
+        return ImagePullError(
+            f"{where} could not pull the runner image {image_uri or ''} {stated}. Check that the "
+            "image exists (`covalent-ecs publish-image`, or container_image_uri) and that "
+            "the task can reach ECR: assign_public_ip=true in a public subnet, or a NAT "
+            "gateway / VPC endpoints in a private one.",
+            **facts,
+        )
+    if "ResourceInitializationError" in reasons:
+        return NetworkSetupError(
+            f"{where} could not be set up {stated}. ECS could not prepare its secrets, "
+            "log group or network: check that ecs_task_log_group_name exists, that the "
+            "execution role may write logs and pull the image, and that the subnet can reach "
+            "ECR and CloudWatch Logs.",
+            **facts,
+        )
+    if stop_code in ("SpotInterruption", "TerminationNotice") or (
+        exit_code is None and any(marker in reasons for marker in _CAPACITY_MARKERS)
+    ):
+        return CapacityError(
+            f"{where} lost or never got Fargate capacity {stated}. Run the task again; "
+            "for Spot, consider on-demand Fargate for long tasks.",
+            **facts,
+        )
+    if stop_code == "UserInitiated":
+        return TaskStoppedError(
+            f"{where} was stopped before it wrote a result {stated}.{tail}", **facts
+        )
+    if exit_code is None:
+        return TaskStoppedError(f"{where} stopped before its container ran {stated}.{tail}", **facts)
+    missing = f" at {result_uri}" if result_uri else ""
+    return TaskStoppedError(
+        f"{where} exited with code {exit_code} without writing a result{missing} {stated}.{tail}",
+        **facts,
+    )

@@ -1,0 +1,112 @@
+"""The RunTask request for one task (pure), and sending it.
+
+Everything that varies per task travels in ``overrides``: the runner's command (which
+payload and result keys), its environment, and task-level cpu/memory when the task
+asks for another size than the shared definition's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from covalent_ecs_runtime import contract
+
+from . import aws
+from .config import ExecutorConfig
+from .errors import ConfigError, LaunchError
+from .staging import TaskKeys
+from .taskdefs import BASE_CPU_UNITS, BASE_MEMORY_MIB
+
+# https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html
+MAX_OVERRIDES_CHARS = 8192
+MAX_CLIENT_TOKEN_CHARS = 64
+MAX_STARTED_BY_CHARS = 128
+TAG_DISPATCH_ID = "covalent:dispatch-id"
+TAG_NODE_ID = "covalent:node-id"
+
+
+def client_token(dispatch_id: str, node_id: int | str, attempt: str) -> str:
+    """Idempotency token: a retried RunTask (lost response) never starts a second task."""
+    digest = hashlib.sha256(f"{dispatch_id}/{node_id}/{attempt}".encode()).hexdigest()
+    return digest[:MAX_CLIENT_TOKEN_CHARS]
+
+
+def task_environment(config: ExecutorConfig, dispatch_id: str, node_id: int | str) -> dict[str, str]:
+    return {
+        **config.environment,
+        **contract.client_env(),
+        contract.ENV_TASK_LABEL: f"{dispatch_id}/{node_id}",
+    }
+
+
+def build_run_task_request(
+    config: ExecutorConfig,
+    *,
+    task_definition_arn: str,
+    bucket: str,
+    keys: TaskKeys,
+    dispatch_id: str,
+    node_id: int | str,
+    attempt: str,
+) -> dict[str, Any]:
+    """The RunTask request. Pure; raises ConfigError when the overrides are too long."""
+    container_override: dict[str, Any] = {
+        "name": contract.CONTAINER_NAME,
+        "command": contract.run_command(
+            bucket=bucket, payload_key=keys.payload, result_key=keys.result
+        ),
+        "environment": [
+            {"name": name, "value": value}
+            for name, value in task_environment(config, dispatch_id, node_id).items()
+        ],
+    }
+    overrides: dict[str, Any] = {"containerOverrides": [container_override]}
+    if (config.cpu_units, config.memory_mib) != (BASE_CPU_UNITS, BASE_MEMORY_MIB):
+        overrides["cpu"] = str(config.cpu_units)
+        overrides["memory"] = str(config.memory_mib)
+    size = len(json.dumps(overrides, separators=(",", ":")))
+    if size > MAX_OVERRIDES_CHARS:
+        raise ConfigError(
+            f"the task's RunTask overrides are {size} characters; ECS accepts at most "
+            f"{MAX_OVERRIDES_CHARS}. Shorten the values in 'environment' "
+            f"({len(config.environment)} variables) or pass large data as task arguments."
+        )
+    return {
+        "cluster": config.ecs_cluster_name,
+        "taskDefinition": task_definition_arn,
+        "launchType": "FARGATE",
+        "platformVersion": "LATEST",
+        "count": 1,
+        "networkConfiguration": {
+            "awsvpcConfiguration": {
+                "subnets": [config.ecs_task_subnet_id],
+                "securityGroups": [config.ecs_task_security_group_id],
+                "assignPublicIp": "ENABLED" if config.assign_public_ip else "DISABLED",
+            }
+        },
+        "overrides": overrides,
+        "clientToken": client_token(dispatch_id, node_id, attempt),
+        "startedBy": f"covalent/{dispatch_id}/{node_id}"[:MAX_STARTED_BY_CHARS],
+        "tags": [
+            {"key": TAG_DISPATCH_ID, "value": str(dispatch_id)},
+            {"key": TAG_NODE_ID, "value": str(node_id)},
+        ],
+    }
+
+
+def run_task(ecs: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Send RunTask; return the started task or raise LaunchError with ECS's reasons."""
+    response = aws.call(ecs.run_task, f"run a task in cluster {request['cluster']}", **request)
+    tasks = response.get("tasks") or []
+    if tasks:
+        return dict(tasks[0])
+    failures = response.get("failures") or []
+    reasons = "; ".join(
+        f"{f.get('reason', 'unknown')}" + (f" ({f['detail']})" if f.get("detail") else "")
+        for f in failures
+    )
+    raise LaunchError(
+        f"ECS did not start the task in cluster {request['cluster']}: {reasons or 'no reason given'}"
+    )

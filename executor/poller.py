@@ -1,0 +1,170 @@
+"""One poller for every task: batched DescribeTasks for all live tasks of a process.
+
+``await watch_task(...)`` returns the described task once its container has exited (or,
+with ``until=STOPPED``, once the task itself is STOPPED). Per event loop and per AWS
+connection there is one loop that describes every watched task in chunks of
+``DESCRIBE_TASKS_MAX_ARNS``, so N live tasks cost ceil(N / 100) calls a cycle instead
+of N; it sleeps ``poll_freq`` between cycles, backs off on throttling without failing
+anyone, and ends when nothing is watched (an idle executor makes no calls).
+
+Waiting for the container's exit rather than the task's STOPPED matters: on Fargate a
+task spends several more seconds deprovisioning its network interface after the
+container has exited and the result is already in S3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from covalent_ecs_runtime import contract
+
+from . import aws
+from .errors import AWSSetupError, LaunchError
+
+# https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html
+DESCRIBE_TASKS_MAX_ARNS = 100
+# DescribeTasks may not see a task for a moment after RunTask (eventual consistency).
+MISSING_GRACE_S = 30.0
+# Consecutive failed cycles (network, 5xx after botocore's retries) tolerated before
+# the watchers are failed with the error.
+MAX_FAILED_CYCLES = 10
+MAX_BACKOFF_S = 20.0
+
+EXITED = "exited"
+STOPPED = "stopped"
+
+RunInThread = Callable[..., Awaitable[Any]]
+
+
+def container_exited(task: dict[str, Any]) -> bool:
+    """The runner's container has stopped (its result, if any, is already written)."""
+    for container in task.get("containers", []):
+        if container.get("name") == contract.CONTAINER_NAME:
+            return container.get("lastStatus") == "STOPPED" or container.get("exitCode") is not None
+    return False
+
+
+def is_done(task: dict[str, Any], until: str) -> bool:
+    if task.get("lastStatus") == "STOPPED":
+        return True
+    return until == EXITED and container_exited(task)
+
+
+@dataclass
+class _Watch:
+    cluster: str
+    until: str
+    future: asyncio.Future[dict[str, Any]]
+    interval_s: float
+    added: float = field(default_factory=time.monotonic)
+
+
+class TaskPoller:
+    """Watches tasks for one AWS connection on one event loop."""
+
+    def __init__(self, ecs: Any, run_in_thread: RunInThread) -> None:
+        self._ecs = ecs
+        self._run_in_thread = run_in_thread
+        self._watches: dict[str, list[_Watch]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self.cycles = 0  # DescribeTasks cycles run, for benchmarks and tests
+
+    @property
+    def watched(self) -> int:
+        return len(self._watches)
+
+    async def watch(
+        self, cluster: str, task_arn: str, *, until: str = EXITED, interval_s: float = 0.5
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        entry = _Watch(cluster=cluster, until=until, future=loop.create_future(), interval_s=interval_s)
+        self._watches.setdefault(task_arn, []).append(entry)
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = loop.create_task(self._run(), name="covalent-ecs-poller")
+        try:
+            return await entry.future
+        finally:
+            entries = self._watches.get(task_arn, [])
+            if entry in entries:
+                entries.remove(entry)
+            if not entries:
+                self._watches.pop(task_arn, None)
+
+    async def _run(self) -> None:
+        failed_cycles = 0
+        backoff_s = 0.0
+        while self._watches:
+            interval_s = min(w.interval_s for ws in self._watches.values() for w in ws)
+            await asyncio.sleep(max(interval_s, backoff_s))
+            try:
+                await self._cycle()
+            except Exception as err:  # noqa: BLE001 - decided below, per kind
+                failed_cycles += 1
+                backoff_s = min(max(backoff_s * 2, interval_s * 2), MAX_BACKOFF_S)
+                if aws.is_throttling(err):
+                    continue  # throttling never fails a task: it only slows us down
+                if failed_cycles >= MAX_FAILED_CYCLES:
+                    self._fail_all(err)
+                    failed_cycles = 0
+            else:
+                failed_cycles = 0
+                backoff_s = 0.0
+
+    async def _cycle(self) -> None:
+        self.cycles += 1
+        by_cluster: dict[str, list[str]] = {}
+        for arn, entries in list(self._watches.items()):
+            for cluster in {e.cluster for e in entries}:
+                by_cluster.setdefault(cluster, []).append(arn)
+        for cluster, arns in by_cluster.items():
+            for start in range(0, len(arns), DESCRIBE_TASKS_MAX_ARNS):
+                chunk = arns[start : start + DESCRIBE_TASKS_MAX_ARNS]
+                response = await self._run_in_thread(
+                    self._ecs.describe_tasks, cluster=cluster, tasks=chunk
+                )
+                self._settle(cluster, response)
+
+    def _settle(self, cluster: str, response: dict[str, Any]) -> None:
+        for task in response.get("tasks", []):
+            for entry in list(self._watches.get(task["taskArn"], [])):
+                if entry.cluster == cluster and not entry.future.done() and is_done(task, entry.until):
+                    entry.future.set_result(task)
+        now = time.monotonic()
+        for failure in response.get("failures", []):
+            for entry in list(self._watches.get(failure.get("arn", ""), [])):
+                if entry.future.done() or now - entry.added < MISSING_GRACE_S:
+                    continue
+                entry.future.set_exception(
+                    LaunchError(
+                        f"ECS reports task {failure.get('arn')} as {failure.get('reason')} in "
+                        f"cluster {cluster} {MISSING_GRACE_S:.0f} s after it was started"
+                    )
+                )
+
+    def _fail_all(self, err: Exception) -> None:
+        error = aws.translate_client_error(err, "describe tasks") if hasattr(err, "response") else (
+            AWSSetupError(f"could not describe tasks after {MAX_FAILED_CYCLES} tries: {err}")
+        )
+        for entries in self._watches.values():
+            for entry in entries:
+                if not entry.future.done():
+                    entry.future.set_exception(error)
+
+
+_pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, TaskPoller]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def poller_for(clients: aws.Clients, run_in_thread: RunInThread) -> TaskPoller:
+    """The poller of this event loop for this AWS connection (module-level registry:
+    executor attributes must stay JSON-serialisable)."""
+    per_loop = _pollers.setdefault(asyncio.get_running_loop(), {})
+    if clients.settings not in per_loop:
+        per_loop[clients.settings] = TaskPoller(clients.ecs, run_in_thread)
+    return per_loop[clients.settings]

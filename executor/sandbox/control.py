@@ -1,0 +1,77 @@
+"""The sandbox's control API, served under ``/_sandbox/`` next to the AWS API.
+
+    GET  /_sandbox/health        {"status": "ok", "endpoint_url", "tasks_active"}
+    GET  /_sandbox/config        the executor config block ([executors.ecs])
+    GET  /_sandbox/calls         {"ecs.RunTask": 3, ...} API calls made by clients
+    POST /_sandbox/calls/reset   zero the counts
+    GET  /_sandbox/tasks         the agent's record of every task (secrets masked)
+
+New endpoints (fault injection per task, throttling settings) are one entry in
+``ControlAPI.routes`` each. Plain WSGI + JSON: no framework, no state of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+CONTROL_PREFIX = "/_sandbox/"
+
+
+class SandboxState(Protocol):
+    """What the control API reads from a running sandbox."""
+
+    @property
+    def endpoint_url(self) -> str: ...
+
+    @property
+    def executor_config(self) -> dict[str, Any]: ...
+
+    def calls(self) -> dict[str, int]: ...
+
+    def reset_calls(self) -> None: ...
+
+    def tasks(self) -> list[dict[str, Any]]: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+class ControlAPI:
+    def __init__(self, state: SandboxState) -> None:
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("GET", "health"): lambda environ: state.health(),
+            ("GET", "config"): lambda environ: state.executor_config,
+            ("GET", "calls"): lambda environ: state.calls(),
+            ("POST", "calls/reset"): self._reset(state),
+            ("GET", "tasks"): lambda environ: state.tasks(),
+        }
+
+    @staticmethod
+    def _reset(state: SandboxState) -> Handler:
+        def reset(environ: dict[str, Any]) -> Any:
+            state.reset_calls()
+            return {"reset": True}
+
+        return reset
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        name = environ.get("PATH_INFO", "")[len(CONTROL_PREFIX) :].strip("/")
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        handler = self.routes.get((method, name))
+        if handler is None:
+            known = sorted(f"{m} {CONTROL_PREFIX}{p}" for m, p in self.routes)
+            status, body = "404 Not Found", {"error": f"no such endpoint; try {known}"}
+        else:
+            try:
+                status, body = "200 OK", handler(environ)
+            except Exception as exc:  # noqa: BLE001 - reported to the caller
+                status, body = "500 Internal Server Error", {"error": repr(exc)}
+        data = json.dumps(body, default=str).encode()
+        start_response(
+            status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        )
+        return [data]

@@ -1,0 +1,65 @@
+"""Decide whether the local agent can "pull" a task's image.
+
+The sandbox has no registry: an image reference only has to resolve. An ECR URI
+(``<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>`` or ``...@sha256:<digest>``)
+must name a repository and an image (tag or digest) that exist in moto's ECR backend,
+as a real pull would need; any other reference (Docker Hub, public.ecr.aws, ...) is
+treated as pullable. The agent always runs the container's command on the host.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from moto.backends import get_backend
+
+_ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repo>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+
+
+@dataclass(frozen=True)
+class EcrImage:
+    account: str
+    region: str
+    repository: str
+    tag: str | None
+    digest: str | None
+
+
+def parse_ecr_image(image: str) -> EcrImage | None:
+    """The parts of an ECR image URI, or None for any other image reference."""
+    match = _ECR_IMAGE.match(image)
+    if not match:
+        return None
+    tag, digest = match["tag"], match["digest"]
+    return EcrImage(
+        account=match["account"],
+        region=match["region"],
+        repository=match["repo"],
+        tag=tag if tag or digest else "latest",
+        digest=digest,
+    )
+
+
+def image_pull_error(image: str) -> str | None:
+    """``None`` if ``image`` can be pulled, else the ECS ``CannotPullContainerError`` text."""
+    ref = parse_ecr_image(image)
+    if ref is None:
+        return None
+    backend = get_backend("ecr")[ref.account][ref.region]
+    prefix = (
+        "CannotPullContainerError: pull image manifest has been retried 1 time(s): "
+        f"failed to resolve ref {image}"
+    )
+    repository = backend.repositories.get(ref.repository)
+    if repository is None:
+        return f"{prefix}: repository {ref.repository} not found in {ref.account}/{ref.region}"
+    for candidate in list(repository.images):
+        if ref.digest and candidate.get_image_digest() == ref.digest:
+            return None
+        if not ref.digest and ref.tag in candidate.image_tags:
+            return None
+    return f"{prefix}: {image}: not found"

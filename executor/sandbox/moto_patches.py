@@ -1,0 +1,283 @@
+"""Run-time patches that make moto's ECS behave like Fargate for the local agent.
+
+moto (pinned to 5.2.5 in pyproject.toml) models ECS's control plane but never runs a
+task, and a few of its shortcuts break a Fargate client (see ../shared/NOTES.md,
+"moto (5.2.5) and ECS"). We patch it at run time instead of forking it; each patch
+below says which quirk it works around. ``install(hooks)`` applies them once per
+process and routes new tasks and stop requests to ``hooks`` (the local agent).
+
+What the patched ECS does:
+
+* RunTask accepts Fargate definitions without container-level memory and awsvpc
+  tasks in VPCs without DNS hostnames; rejects ``count`` outside 1..10; honours
+  ``clientToken`` (same token -> the same tasks, nothing started twice).
+* A new task is PROVISIONING with no container exit code, reports task-level
+  cpu/memory (after overrides), ``createdAt``, and is handed to the agent; moto's
+  own state machine for ``ecs::task`` is frozen so only the agent changes states.
+* StopTask records the request (desiredStatus STOPPED, stopCode UserInitiated,
+  stoppedReason, stoppingAt) and hands the task to the agent, which stops it.
+* DescribeTasks reports unknown ARNs as ``failures`` (reason MISSING) and rejects
+  more than 100 ARNs, as ECS does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from moto.core.responses import ActionResult
+from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+from moto.ecs import models as ecs_models
+from moto.ecs.exceptions import InvalidParameterException
+from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.moto_api import state_manager
+
+# https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html
+RUN_TASK_MAX_COUNT = 10
+# https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html
+DESCRIBE_TASKS_MAX_ARNS = 100
+# ECS does not document how long it remembers a clientToken; the sandbox keeps one
+# for an hour, far longer than any retry of the same RunTask.
+CLIENT_TOKEN_TTL_S = 3600.0
+
+TASK_MODEL = "ecs::task"
+
+
+class TaskHooks(Protocol):
+    """What the patched backend tells the local agent."""
+
+    def task_created(self, task: Any) -> None: ...
+
+    def stop_requested(self, task: Any) -> None: ...
+
+
+_install_lock = threading.Lock()
+_installed = False
+_hooks: TaskHooks | None = None
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def install(hooks: TaskHooks | None) -> None:
+    """Apply the patches (once per process) and route task events to ``hooks``."""
+    global _installed, _hooks
+    with _install_lock:
+        _hooks = hooks
+        # moto's default state manager moves a task RUNNING -> STOPPED (exit code 0)
+        # after a few DescribeTasks calls; "manual" with an unreachable count freezes
+        # it, so only the agent changes a task's state. Re-applied on every install
+        # because moto's backend reset clears custom transitions.
+        state_manager.set_transition(TASK_MODEL, {"progression": "manual", "times": 2**62})
+        if _installed:
+            return
+        _patch_network_interface()
+        _patch_resource_requirements()
+        _patch_task_init()
+        _patch_run_task()
+        _patch_stop_task()
+        _patch_describe_tasks()
+        _installed = True
+
+
+def uninstall_hooks() -> None:
+    """Stop routing task events (the patches themselves stay: they are harmless)."""
+    global _hooks
+    with _install_lock:
+        _hooks = None
+
+
+def _patch_network_interface() -> None:
+    # moto only sets ``private_dns_name`` on an ENI whose VPC has DNS hostnames
+    # enabled, but ECS's awsvpc attachment reads it unconditionally: RunTask then
+    # fails with HTTP 500 (AttributeError). A class-level default fixes the lookup.
+    if not hasattr(NetworkInterface, "private_dns_name"):
+        NetworkInterface.private_dns_name = None  # type: ignore[attr-defined]
+
+
+def _patch_resource_requirements() -> None:
+    # moto sums container-level ``memory``/``memoryReservation`` and fails with HTTP
+    # 500 (None + int) when a container has neither; Fargate only requires task-level
+    # memory. The sums only matter for EC2 placement, so fall back to the task's.
+    def resource_requirements(task_definition: Any) -> dict[str, Any]:
+        cpu = memory = 0
+        ports: list[Any] = []
+        for container in task_definition.container_definitions:
+            cpu += int(container.get("cpu", container.get("Cpu", 0)) or 0)
+            memory += int(
+                container.get("memory")
+                or container.get("Memory")
+                or container.get("memoryReservation")
+                or container.get("MemoryReservation")
+                or 0
+            )
+            for mapping in container.get("portMappings", container.get("PortMappings", [])):
+                port = mapping.get("hostPort", mapping.get("HostPort"))
+                if port is not None:
+                    ports.append(port)
+        if not memory:
+            memory = int(task_definition.memory or 0)
+        return {"CPU": cpu, "MEMORY": memory, "PORTS": ports, "PORTS_UDP": []}
+
+    ecs_models.EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(  # type: ignore[method-assign]
+        resource_requirements
+    )
+
+
+def _patch_task_init() -> None:
+    original_init = ecs_models.Task.__init__
+
+    def task_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        task_definition = args[1] if len(args) > 1 else kwargs["task_definition"]
+        # Real ECS starts every task in PROVISIONING; moto starts it RUNNING.
+        self.status = "PROVISIONING"
+        self.created_at = utc_now()
+        self.stop_code = None
+        self.stopped_reason = None
+        # Task-level cpu/memory as ECS reports them: the overrides win.
+        self.cpu = self.overrides.get("cpu") or task_definition.cpu
+        self.memory = self.overrides.get("memory") or task_definition.memory
+        # moto builds one container from the first definition only, with
+        # ``exitCode = 0`` up front and the task *definition* ARN as its taskArn.
+        # ECS reports one container per definition, without an exit code until it
+        # stops, and the task's ARN.
+        containers = []
+        for definition in task_definition.container_definitions:
+            container = ecs_models.Container(task_definition)
+            container.name = definition.get("name")
+            container.image = definition.get("image")
+            container.cpu = definition.get("cpu", 0)
+            container.memory = definition.get("memory")
+            container.command = definition.get("command")
+            container.environment = definition.get("environment")
+            container.container_arn = (
+                f"{self.cluster_arn.replace(':cluster/', ':container/')}/{self.id}/"
+                f"{container.container_arn.rsplit('/', 1)[-1]}"
+            )
+            container.task_arn = self.task_arn
+            container.last_status = "PENDING"
+            container.exitCode = None
+            container.reason = None
+            containers.append(container)
+        self.containers = containers
+
+    ecs_models.Task.__init__ = task_init  # type: ignore[method-assign]
+
+
+class _ClientTokens:
+    """RunTask idempotency: clientToken -> the tasks the first call started."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._tasks: dict[tuple[str, str, str], tuple[float, list[Any]]] = {}
+
+    def lock_for(self, key: tuple[str, str, str]) -> threading.Lock:
+        with self._lock:
+            now = time.monotonic()
+            for stale in [k for k, (t, _) in self._tasks.items() if now - t > CLIENT_TOKEN_TTL_S]:
+                del self._tasks[stale]
+                self._locks.pop(stale, None)
+            return self._locks.setdefault(key, threading.Lock())
+
+    def get(self, key: tuple[str, str, str]) -> list[Any] | None:
+        entry = self._tasks.get(key)
+        return entry[1] if entry else None
+
+    def put(self, key: tuple[str, str, str], tasks: list[Any]) -> None:
+        self._tasks[key] = (time.monotonic(), tasks)
+
+
+_client_tokens = _ClientTokens()
+
+
+def _patch_run_task() -> None:
+    original_backend_run_task = ecs_models.EC2ContainerServiceBackend.run_task
+    original_response_run_task = EC2ContainerServiceResponse.run_task
+
+    def backend_run_task(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        count = args[2] if len(args) > 2 else kwargs.get("count", 1)
+        # moto accepts any count; ECS rejects more than 10 per call.
+        if not 1 <= int(count) <= RUN_TASK_MAX_COUNT:
+            raise InvalidParameterException(
+                f"count must be between 1 and {RUN_TASK_MAX_COUNT}, got {count}."
+            )
+        tasks = original_backend_run_task(self, *args, **kwargs)
+        hooks = _hooks
+        if hooks is not None:
+            for task in tasks:
+                hooks.task_created(task)
+        return tasks
+
+    def response_run_task(self: Any) -> ActionResult:
+        # moto ignores clientToken; ECS returns the first call's tasks for a repeated
+        # token, so a retried RunTask never starts a second task.
+        token = self._get_param("clientToken")
+        if not token:
+            return original_response_run_task(self)
+        key = (self.current_account, self.region, token)
+        with _client_tokens.lock_for(key):
+            tasks = _client_tokens.get(key)
+            if tasks is not None:
+                return ActionResult({"tasks": tasks, "failures": []})
+            result = original_response_run_task(self)
+            _client_tokens.put(key, list(result.result["tasks"]))  # type: ignore[index]
+            return result
+
+    ecs_models.EC2ContainerServiceBackend.run_task = backend_run_task  # type: ignore[method-assign]
+    EC2ContainerServiceResponse.run_task = response_run_task  # type: ignore[method-assign]
+
+
+def _find_task(backend: Any, cluster_str: str, task_str: str) -> Any:
+    cluster = backend._get_cluster(cluster_str)
+    task_id = task_str.split("/")[-1]
+    for task in backend.tasks.get(cluster.name, {}).values():
+        if task.id == task_id:
+            return task
+    # moto raises a bare Exception here (HTTP 500); ECS answers with a 400.
+    raise InvalidParameterException("The referenced task was not found.")
+
+
+def _patch_stop_task() -> None:
+    # moto's StopTask marks the task STOPPED on the spot; ECS only records the request
+    # (desiredStatus STOPPED) and the agent stops the container, which takes time.
+    def stop_task(self: Any, cluster_str: str, task_str: str, reason: str | None) -> Any:
+        task = _find_task(self, cluster_str, task_str)
+        if task.desired_status != "STOPPED":
+            task.desired_status = "STOPPED"
+            task.stop_code = "UserInitiated"
+            task.stopped_reason = reason or "Task stopped by user"
+            task.stopping_at = utc_now()
+            hooks = _hooks
+            if hooks is not None:
+                hooks.stop_requested(task)
+        return task
+
+    ecs_models.EC2ContainerServiceBackend.stop_task = stop_task  # type: ignore[method-assign]
+
+
+def _patch_describe_tasks() -> None:
+    original = EC2ContainerServiceResponse.describe_tasks
+
+    def describe_tasks(self: Any) -> ActionResult:
+        wanted = self._get_param("tasks", []) or []
+        # moto accepts any number of ARNs; ECS rejects more than 100 per call.
+        if len(wanted) > DESCRIBE_TASKS_MAX_ARNS:
+            raise InvalidParameterException(
+                f"Tasks cannot contain more than {DESCRIBE_TASKS_MAX_ARNS} elements."
+            )
+        result = original(self)
+        found = result.result["tasks"]  # type: ignore[index]
+        known = {task.id for task in found}
+        # moto silently drops unknown tasks; ECS lists them as failures.
+        failures = [
+            {"arn": arn, "reason": "MISSING"} for arn in wanted if arn.split("/")[-1] not in known
+        ]
+        result.result["failures"] = failures  # type: ignore[index]
+        return result
+
+    EC2ContainerServiceResponse.describe_tasks = describe_tasks  # type: ignore[method-assign]

@@ -1,0 +1,171 @@
+"""What a user's AWS account would hold before the first task: created in the sandbox.
+
+``seed(clients, state_dir)`` creates, through the sandbox's own AWS API (with
+sandbox-internal clients, so nothing is counted):
+
+* an S3 bucket with default encryption (SSE-S3),
+* an ECS cluster and a CloudWatch log group,
+* the IAM roles ``ecsTaskExecutionRole`` and ``CovalentFargateTaskRole`` (trusting
+  ecs-tasks.amazonaws.com),
+* a VPC with one subnet and a security group (egress only),
+* the ECR repository ``covalent-ecs-runner`` with an image tagged
+  ``contract.runner_image_tag()``, so the executor's default image is pullable,
+* a shared-credentials file with a ``[sandbox]`` profile (fake keys) in ``state_dir``,
+
+and returns the ``[executors.ecs]`` block a user would write in covalent.conf.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from covalent_ecs_runtime import contract
+
+REGION = "us-east-1"
+PROFILE = "sandbox"
+# Fake keys: moto accepts any. They only have to look like keys to botocore.
+ACCESS_KEY_ID = "AKIASANDBOX000000000"
+SECRET_ACCESS_KEY = "sandbox-secret-access-key-not-a-real-key"
+
+BUCKET = "covalent-ecs-sandbox"
+CLUSTER = "covalent-ecs-sandbox"
+LOG_GROUP = "/covalent-ecs/sandbox/tasks"
+TASK_FAMILY = "covalent-ecs-task"
+EXECUTION_ROLE = "ecsTaskExecutionRole"
+TASK_ROLE = "CovalentFargateTaskRole"
+ECR_REPOSITORY = "covalent-ecs-runner"
+VPC_CIDR = "10.42.0.0/16"
+SUBNET_CIDR = "10.42.1.0/24"
+NAME_TAG = "covalent-ecs-sandbox"
+
+_ECS_TASKS_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+# The permissions of AWS's managed AmazonECSTaskExecutionRolePolicy, inline: moto does
+# not load AWS managed policies unless MOTO_IAM_LOAD_MANAGED_POLICIES is set (slow).
+_EXECUTION_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "ecr:GetAuthorizationToken",
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:GetDownloadUrlForLayer",
+                "ecr:BatchGetImage",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+            ],
+            "Resource": "*",
+        }
+    ],
+}
+
+ClientFactory = Callable[[str], Any]
+
+
+def write_credentials_file(state_dir: str) -> str:
+    path = os.path.join(state_dir, "credentials")
+    with open(path, "w") as f:
+        f.write(
+            f"[{PROFILE}]\n"
+            f"aws_access_key_id = {ACCESS_KEY_ID}\n"
+            f"aws_secret_access_key = {SECRET_ACCESS_KEY}\n"
+        )
+    os.chmod(path, 0o600)
+    return path
+
+
+def runner_image_manifest() -> str:
+    """A minimal OCI manifest for the placeholder runner image (nothing is pulled)."""
+    tag = contract.runner_image_tag()
+    config_digest = "sha256:" + hashlib.sha256(f"config:{tag}".encode()).hexdigest()
+    layer_digest = "sha256:" + hashlib.sha256(f"layer:{tag}".encode()).hexdigest()
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": 2,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer_digest,
+                    "size": 32,
+                }
+            ],
+        }
+    )
+
+
+def seed(client: ClientFactory, *, state_dir: str, endpoint_url: str) -> dict[str, Any]:
+    """Create the account's resources; return the executor config block."""
+    s3 = client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_encryption(
+        Bucket=BUCKET,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    client("ecs").create_cluster(clusterName=CLUSTER)
+    client("logs").create_log_group(logGroupName=LOG_GROUP)
+
+    iam = client("iam")
+    for role in (EXECUTION_ROLE, TASK_ROLE):
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(_ECS_TASKS_TRUST))
+    iam.put_role_policy(
+        RoleName=EXECUTION_ROLE,
+        PolicyName="AmazonECSTaskExecutionRolePolicy",
+        PolicyDocument=json.dumps(_EXECUTION_POLICY),
+    )
+
+    ec2 = client("ec2")
+    vpc_id = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
+    subnet_id = ec2.create_subnet(
+        VpcId=vpc_id, CidrBlock=SUBNET_CIDR, AvailabilityZone=f"{REGION}a"
+    )["Subnet"]["SubnetId"]
+    group_id = ec2.create_security_group(
+        GroupName=NAME_TAG, Description="covalent-ecs sandbox tasks: egress only", VpcId=vpc_id
+    )["GroupId"]
+    ec2.create_tags(
+        Resources=[vpc_id, subnet_id, group_id], Tags=[{"Key": "Name", "Value": NAME_TAG}]
+    )
+
+    ecr = client("ecr")
+    ecr.create_repository(repositoryName=ECR_REPOSITORY)
+    ecr.put_image(
+        repositoryName=ECR_REPOSITORY,
+        imageManifest=runner_image_manifest(),
+        imageTag=contract.runner_image_tag(),
+    )
+
+    return {
+        "credentials": write_credentials_file(state_dir),
+        "profile": PROFILE,
+        "region": REGION,
+        "s3_bucket_name": BUCKET,
+        "ecr_repo_name": ECR_REPOSITORY,
+        "ecs_cluster_name": CLUSTER,
+        "ecs_task_family_name": TASK_FAMILY,
+        "ecs_task_execution_role_name": EXECUTION_ROLE,
+        "ecs_task_role_name": TASK_ROLE,
+        "ecs_task_subnet_id": subnet_id,
+        "ecs_task_security_group_id": group_id,
+        "ecs_task_log_group_name": LOG_GROUP,
+        "endpoint_url": endpoint_url,
+    }

@@ -1,0 +1,107 @@
+"""Configuration: precedence, defaults and rejection of bad input before any AWS call."""
+
+import pytest
+
+from covalent_ecs_executor import ConfigError, ECSExecutor, ExecutorConfig
+from covalent_ecs_executor.config import build_config, plugin_defaults
+from covalent_ecs_executor.ecs import _EXECUTOR_PLUGIN_DEFAULTS
+
+GOOD = {"ecs_task_subnet_id": "subnet-0123abcd", "ecs_task_security_group_id": "sg-0123abcd"}
+
+
+def test_plugin_defaults_are_the_model_defaults():
+    assert _EXECUTOR_PLUGIN_DEFAULTS == plugin_defaults() == ExecutorConfig().model_dump(mode="json")
+    assert _EXECUTOR_PLUGIN_DEFAULTS["vcpu"] == 0.25 and _EXECUTOR_PLUGIN_DEFAULTS["memory"] == 0.5
+    assert _EXECUTOR_PLUGIN_DEFAULTS["ecs_task_execution_role_name"] == "ecsTaskExecutionRole"
+
+
+def test_arguments_win_over_the_file_including_falsy_ones():
+    config = build_config(
+        {"assign_public_ip": False, "profile": "", **GOOD},
+        {"assign_public_ip": True, "profile": "work", "region": "eu-west-1"},
+    )
+    assert config.assign_public_ip is False
+    assert config.profile == ""
+    assert config.region == "eu-west-1"
+
+
+def test_a_falsy_argument_is_validated_not_replaced():
+    with pytest.raises(ConfigError, match=r"argument poll_freq=0: Input should be greater than 0"):
+        build_config({"poll_freq": 0}, {"poll_freq": 2})
+
+
+def test_executor_attributes_are_plain_json():
+    import json
+
+    executor = ECSExecutor(vcpu=2, memory=4, environment={"MODE": "fast"}, **GOOD)
+    restored = json.loads(json.dumps(executor.__dict__))
+    assert restored["vcpu"] == 2 and restored["memory"] == 4
+    assert restored["environment"] == {"MODE": "fast"}
+
+
+def test_server_side_rebuild_keeps_the_client_values():
+    # Covalent's server does Class(**[executors.ecs]) then from_dict(client.to_dict()).
+    client = ECSExecutor(vcpu=1, memory=2, **GOOD)
+    server = ECSExecutor().from_dict(client.to_dict())
+    assert server.config().cpu_units == 1024 and server.config().memory_mib == 2048
+    assert server.config().ecs_task_subnet_id == GOOD["ecs_task_subnet_id"]
+
+
+def test_missing_subnet_and_security_group_are_named_at_launch():
+    with pytest.raises(ConfigError, match="ecs_task_subnet_id and ecs_task_security_group_id must be set"):
+        ECSExecutor().config().require_launch_settings()
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as caught:
+        ECSExecutor(vpcu=1, poll_freq=-1, ecs_task_subnet_id="subnet-x")
+    text = str(caught.value)
+    assert "did you mean 'vcpu'?" in text
+    assert "poll_freq=-1" in text
+    assert "ecs_task_subnet_id='subnet-x'" in text
+
+
+BAD_INPUTS = [
+    ({"vcpu": 0.3}, "vcpu=0.3 is not a Fargate size"),
+    ({"vcpu": 0}, "vcpu=0 is not a Fargate size"),
+    ({"vcpu": "lots"}, "vcpu='lots'"),
+    ({"memory": 3}, "memory=3 GB is not offered with vcpu=0.25; choose one of 0.5, 1, 2 GB"),
+    ({"vcpu": 1, "memory": 1}, "memory=1 GB is not offered with vcpu=1; choose one of 2, 3, 4, 5, 6, 7, 8 GB"),
+    ({"memory": 0.0001}, "not a whole number of MiB"),
+    ({"poll_freq": -1}, "poll_freq=-1"),
+    ({"poll_freq": 600}, "poll_freq=600"),
+    ({"ecs_task_subnet_id": "subnet-xyz"}, "expected 'subnet-' followed by 8 or 17 hex digits"),
+    ({"ecs_task_subnet_id": "sg-0123abcd"}, "ecs_task_subnet_id='sg-0123abcd'"),
+    ({"ecs_task_security_group_id": "subnet-0123abcd"}, "expected 'sg-' followed by 8 or 17 hex digits"),
+    ({"region": "mars-north-1a"}, "expected a region name such as 'us-east-1'"),
+    ({"s3_bucket_name": "My_Bucket"}, "S3 bucket names are 3-63 characters"),
+    ({"s3_bucket_name": "ab"}, "s3_bucket_name='ab'"),
+    ({"ecs_cluster_name": "has space"}, "ecs_cluster_name='has space'"),
+    ({"ecs_task_role_name": "arn:aws:s3:::bucket"}, "expected an IAM role name or a role ARN"),
+    ({"ecr_repo_name": "Upper/Case"}, "ECR repository names are lowercase"),
+    ({"container_image_uri": "not a uri"}, "expected an image reference"),
+    ({"endpoint_url": "localhost:5000"}, "expected an http:// or https:// URL"),
+    ({"credentials": "/no/such/credentials"}, "no such file"),
+    ({"environment": {"1BAD": "x"}}, "'1BAD' is not a valid environment variable name"),
+    ({"environment": {"AWS_SECRET_ACCESS_KEY": "x"}}, "reserved"),
+    ({"environment": "A=1"}, "environment='A=1'"),
+    ({"time_limit": 0}, "give a number of seconds > 0, or -1 for no limit"),
+    ({"retry_mode": "aggressive"}, "retry_mode='aggressive'"),
+    ({"max_attempts": 0}, "max_attempts=0"),
+    ({"cpu_architecture": "arm64"}, "cpu_architecture='arm64'"),
+    ({"assign_public_ip": "maybe"}, "assign_public_ip='maybe'"),
+    ({"memroy": 1}, "unknown argument 'memroy'; did you mean 'memory'?"),
+    ({"subnet": "subnet-0123abcd"}, "unknown argument 'subnet'"),
+]
+
+
+@pytest.mark.parametrize(("given", "message"), BAD_INPUTS, ids=[m for _, m in BAD_INPUTS])
+def test_bad_input_is_rejected_naming_the_key(given, message):
+    with pytest.raises(ConfigError) as caught:
+        ECSExecutor(**given)
+    assert message in str(caught.value)
+
+
+def test_an_unknown_key_in_the_file_is_named():
+    with pytest.raises(ConfigError, match=r"unknown key in \[executors.ecs\] 'ecs_task_subnet'; did you mean"):
+        build_config({}, {"ecs_task_subnet": "subnet-0123abcd"})

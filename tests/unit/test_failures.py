@@ -1,0 +1,80 @@
+"""A stopped task or a result envelope becomes one typed, actionable error (pure)."""
+
+from covalent_ecs_executor import errors
+from covalent_ecs_executor.failures import classify_stopped_task, envelope_error
+from covalent_ecs_runtime import contract
+
+
+def stopped(stop_code, reason="", exit_code=None, container_reason=""):
+    container = {"name": contract.CONTAINER_NAME, "lastStatus": "STOPPED", "reason": container_reason}
+    if exit_code is not None:
+        container["exitCode"] = exit_code
+    return {"taskArn": "arn:aws:ecs:r:1:task/c/t1", "lastStatus": "STOPPED", "stopCode": stop_code,
+            "stoppedReason": reason, "containers": [container]}
+
+
+def test_oom_kill_is_reported_with_a_memory_hint():
+    error = classify_stopped_task(
+        stopped("EssentialContainerExited", "Essential container in task exited", 137,
+                "OutOfMemoryError: Container killed due to memory usage"),
+        memory_mib=512,
+    )
+    assert isinstance(error, errors.OutOfMemoryError)
+    assert "ran out of memory at 0.5 GB" in str(error) and "Raise `memory`" in str(error)
+    assert error.exit_code == 137
+
+
+def test_image_pull_failure_names_the_image_and_the_route():
+    error = classify_stopped_task(
+        stopped("TaskFailedToStart", "CannotPullContainerError: pull image manifest has been retried 5 time(s): not found"),
+        image_uri="1.dkr.ecr.us-east-1.amazonaws.com/runner:v1",
+    )
+    assert isinstance(error, errors.ImagePullError)
+    assert "1.dkr.ecr.us-east-1.amazonaws.com/runner:v1" in str(error)
+    assert "the container never ran" in str(error) and "assign_public_ip" in str(error)
+
+
+def test_resource_initialization_error_points_at_setup():
+    error = classify_stopped_task(stopped("TaskFailedToStart", "ResourceInitializationError: failed to validate logger args"))
+    assert isinstance(error, errors.NetworkSetupError)
+    assert "ecs_task_log_group_name" in str(error)
+
+
+def test_spot_interruption_is_a_capacity_error():
+    error = classify_stopped_task(stopped("SpotInterruption", "Your Spot Task was interrupted.", 143))
+    assert isinstance(error, errors.CapacityError)
+
+
+def test_nonzero_exit_without_result_shows_the_log_tail():
+    error = classify_stopped_task(
+        stopped("EssentialContainerExited", "Essential container in task exited", 1),
+        log_tail="Traceback...\nModuleNotFoundError: No module named 'boto3'",
+        result_uri="s3://b/k/result.pkl",
+    )
+    assert type(error) is errors.TaskStoppedError
+    assert "exited with code 1 without writing a result at s3://b/k/result.pkl" in str(error)
+    assert "No module named 'boto3'" in str(error)
+
+
+def test_user_exception_keeps_type_message_and_traceback():
+    envelope = contract.new_envelope()
+    envelope.update(outcome=contract.OUTCOME_RAISED, error={
+        "kind": "user", "type": "builtins.ZeroDivisionError", "message": "division by zero",
+        "traceback": 'Traceback (most recent call last):\n  File "wf.py", line 3\nZeroDivisionError: division by zero\n'})
+    error = envelope_error(envelope)
+    assert isinstance(error, errors.RemoteTaskError)
+    assert str(error).startswith("builtins.ZeroDivisionError: division by zero")
+    assert 'File "wf.py", line 3' in str(error)
+
+
+def test_version_skew_is_its_own_error():
+    envelope = contract.new_envelope()
+    envelope.update(outcome=contract.OUTCOME_RUNNER_ERROR, error={
+        "kind": contract.KIND_RUNTIME_SKEW, "type": "runtime_skew", "message": "python 3.12 in the runner image, 3.11 on the client", "traceback": ""})
+    assert isinstance(envelope_error(envelope), errors.RuntimeSkewError)
+
+
+def test_a_returned_value_is_no_error():
+    envelope = contract.new_envelope()
+    envelope.update(outcome=contract.OUTCOME_RETURNED, value=42)
+    assert envelope_error(envelope) is None

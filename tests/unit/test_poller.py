@@ -1,0 +1,101 @@
+"""The shared poller's batching and pacing, against a stand-in ECS that records calls.
+
+The sandbox tests cover the same loop against moto; this one can drive 250 tasks and
+throttling deterministically.
+"""
+
+import asyncio
+
+import pytest
+from botocore.exceptions import ClientError
+
+from covalent_ecs_executor.poller import DESCRIBE_TASKS_MAX_ARNS, STOPPED, TaskPoller
+from covalent_ecs_runtime import contract
+
+
+class StandInECS:
+    """Answers DescribeTasks from a dict of task states; records each call's ARNs."""
+
+    def __init__(self):
+        self.states = {}
+        self.calls = []
+        self.throttle_next = 0
+
+    def describe_tasks(self, cluster, tasks):
+        self.calls.append(list(tasks))
+        if self.throttle_next:
+            self.throttle_next -= 1
+            raise ClientError({"Error": {"Code": "ClientException", "Message": "Rate exceeded"}}, "DescribeTasks")
+        found = [self._task(arn) for arn in tasks if arn in self.states]
+        missing = [{"arn": arn, "reason": "MISSING"} for arn in tasks if arn not in self.states]
+        return {"tasks": found, "failures": missing}
+
+    def _task(self, arn):
+        state = self.states[arn]
+        container = {"name": contract.CONTAINER_NAME, "lastStatus": "RUNNING"}
+        if state in ("exited", "stopped"):
+            container.update(lastStatus="STOPPED", exitCode=0)
+        return {"taskArn": arn, "lastStatus": "STOPPED" if state == "stopped" else "RUNNING", "containers": [container]}
+
+
+async def in_thread(fn, /, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
+async def test_250_tasks_cost_3_describe_calls_a_cycle():
+    ecs = StandInECS()
+    arns = [f"arn:task/{i}" for i in range(250)]
+    ecs.states = {arn: "running" for arn in arns}
+    poller = TaskPoller(ecs, in_thread)
+    watches = [asyncio.ensure_future(poller.watch("c", arn, interval_s=0.01)) for arn in arns]
+    while len(ecs.calls) < 6:
+        await asyncio.sleep(0.005)
+    assert [len(c) for c in ecs.calls[:3]] == [DESCRIBE_TASKS_MAX_ARNS, DESCRIBE_TASKS_MAX_ARNS, 50]
+    for arn in arns:
+        ecs.states[arn] = "exited"
+    done = await asyncio.gather(*watches)
+    assert {t["taskArn"] for t in done} == set(arns)
+
+
+async def test_container_exit_is_enough_unless_stopped_is_asked_for():
+    ecs = StandInECS()
+    ecs.states = {"a": "exited"}
+    poller = TaskPoller(ecs, in_thread)
+    assert (await poller.watch("c", "a", interval_s=0.01))["lastStatus"] == "RUNNING"
+    waiting = asyncio.ensure_future(poller.watch("c", "a", until=STOPPED, interval_s=0.01))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    ecs.states["a"] = "stopped"
+    assert (await waiting)["lastStatus"] == "STOPPED"
+
+
+async def test_an_idle_poller_makes_no_calls():
+    ecs = StandInECS()
+    ecs.states = {"a": "exited"}
+    poller = TaskPoller(ecs, in_thread)
+    await poller.watch("c", "a", interval_s=0.01)
+    calls = len(ecs.calls)
+    await asyncio.sleep(0.1)
+    assert len(ecs.calls) == calls and poller.watched == 0
+
+
+async def test_throttling_slows_the_loop_but_fails_no_task():
+    ecs = StandInECS()
+    ecs.states = {"a": "running"}
+    ecs.throttle_next = 12  # more than MAX_FAILED_CYCLES: throttling must never fail a watch
+    poller = TaskPoller(ecs, in_thread)
+    watch = asyncio.ensure_future(poller.watch("c", "a", interval_s=0.001))
+    while ecs.throttle_next:
+        await asyncio.sleep(0.01)
+    ecs.states["a"] = "exited"
+    assert (await asyncio.wait_for(watch, 60))["taskArn"] == "a"
+
+
+async def test_a_task_ecs_never_knew_fails_after_the_grace_period(monkeypatch):
+    from covalent_ecs_executor import poller as poller_module
+    from covalent_ecs_executor.errors import LaunchError
+
+    monkeypatch.setattr(poller_module, "MISSING_GRACE_S", 0.05)
+    poller = TaskPoller(StandInECS(), in_thread)
+    with pytest.raises(LaunchError, match="MISSING"):
+        await asyncio.wait_for(poller.watch("c", "ghost", interval_s=0.01), 5)

@@ -1,0 +1,99 @@
+"""The task definition and RunTask request built for a config (pure, no AWS)."""
+
+import json
+
+import pytest
+
+from covalent_ecs_executor import ConfigError, ExecutorConfig
+from covalent_ecs_executor.launch import MAX_OVERRIDES_CHARS, build_run_task_request, client_token
+from covalent_ecs_executor.staging import task_keys
+from covalent_ecs_executor.taskdefs import build_task_definition, log_stream_name
+from covalent_ecs_runtime import contract
+
+BASE = {"ecs_task_subnet_id": "subnet-0123abcd", "ecs_task_security_group_id": "sg-0123abcd"}
+ROLES = {
+    "execution_role_arn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+    "task_role_arn": "arn:aws:iam::123456789012:role/CovalentFargateTaskRole",
+    "region": "us-east-1",
+}
+
+
+def definition(**config):
+    return build_task_definition(ExecutorConfig(**{**BASE, **config}), image_uri="repo/runner:1", **ROLES)
+
+
+def request(**config):
+    return build_run_task_request(
+        ExecutorConfig(**{**BASE, **config}),
+        task_definition_arn="arn:aws:ecs:us-east-1:123456789012:task-definition/f:1",
+        bucket="bucket",
+        keys=task_keys("dispatch-1", 3, "tok"),
+        dispatch_id="dispatch-1",
+        node_id=3,
+        attempt="tok",
+    )
+
+
+def test_task_sizes_share_one_task_definition():
+    assert definition(vcpu=0.25, memory=0.5) == definition(vcpu=4, memory=16)
+
+
+def test_a_changed_image_or_role_gets_another_family():
+    families = {
+        definition()["family"],
+        build_task_definition(ExecutorConfig(**BASE), image_uri="repo/runner:2", **ROLES)["family"],
+        definition(ecs_task_log_group_name="other")["family"],
+        definition(cpu_architecture="ARM64")["family"],
+    }
+    assert len(families) == 4
+    assert all(f.startswith("covalent-fargate-tasks-") for f in families)
+
+
+def test_the_definition_runs_the_runner_and_logs_to_cloudwatch():
+    container = definition()["containerDefinitions"][0]
+    assert container["entryPoint"] == ["python", "-m", "covalent_ecs_runtime"]
+    assert container["logConfiguration"]["options"]["awslogs-group"] == "covalent-fargate-task-logs"
+    assert log_stream_name("arn:aws:ecs:us-east-1:1:task/c/abc123") == "covalent/covalent-runner/abc123"
+
+
+def test_default_size_sends_no_cpu_memory_override():
+    overrides = request()["overrides"]
+    assert "cpu" not in overrides and "memory" not in overrides
+
+
+def test_other_sizes_are_task_level_overrides_in_aws_units():
+    overrides = request(vcpu=2, memory=4)["overrides"]
+    assert (overrides["cpu"], overrides["memory"]) == ("2048", "4096")
+
+
+def test_the_command_points_the_runner_at_this_tasks_keys():
+    keys = task_keys("dispatch-1", 3, "tok")
+    command = request()["overrides"]["containerOverrides"][0]["command"]
+    assert command == contract.run_command(bucket="bucket", payload_key=keys.payload, result_key=keys.result)
+    assert keys.payload == "covalent-ecs/dispatch-1/3-tok/payload.pkl"
+
+
+def test_the_environment_carries_client_versions_and_user_variables():
+    env = {e["name"]: e["value"] for e in request(environment={"MODE": "x"})["overrides"]["containerOverrides"][0]["environment"]}
+    assert env["MODE"] == "x"
+    assert env[contract.ENV_CLIENT_PYTHON] == contract.python_minor()
+    assert env[contract.ENV_TASK_LABEL] == "dispatch-1/3"
+
+
+def test_network_tags_and_idempotency_token():
+    sent = request(assign_public_ip=False)
+    assert sent["networkConfiguration"]["awsvpcConfiguration"] == {
+        "subnets": ["subnet-0123abcd"],
+        "securityGroups": ["sg-0123abcd"],
+        "assignPublicIp": "DISABLED",
+    }
+    assert sent["clientToken"] == client_token("dispatch-1", 3, "tok")
+    assert len(sent["clientToken"]) <= 64
+    assert {"key": "covalent:node-id", "value": "3"} in sent["tags"]
+    assert client_token("d", 1, "a") != client_token("d", 1, "b")
+
+
+def test_overrides_over_8192_characters_are_refused_before_any_call():
+    with pytest.raises(ConfigError, match=f"at most {MAX_OVERRIDES_CHARS}"):
+        request(environment={f"V{i}": "x" * 100 for i in range(100)})
+    assert len(json.dumps(request()["overrides"])) < MAX_OVERRIDES_CHARS

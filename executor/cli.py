@@ -1,0 +1,65 @@
+"""``covalent-ecs``: argument parsing only; each command calls into its own module.
+
+Commands are registered on ``app``; add a new one as a function decorated with
+``@app.command()`` that imports its module lazily (so ``covalent-ecs --help`` stays
+fast and a command's dependencies load only when it runs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="covalent-ecs",
+    help="Tools for the Covalent ECS Fargate executor.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
+    write_conf: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the [executors.ecs] block into this covalent.conf (other sections are kept).",
+            dir_okay=False,
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep the sandbox's files here (default: a temporary directory)."),
+    ] = None,
+    provision_delay: Annotated[
+        float, typer.Option(help="Seconds a task spends PROVISIONING + PENDING.", min=0)
+    ] = 0.2,
+    deprovision_delay: Annotated[
+        float,
+        typer.Option(help="Seconds from a container's exit to its task being STOPPED.", min=0),
+    ] = 0.3,
+) -> None:
+    """Run a local AWS API and Fargate agent (no AWS account needed) until Ctrl-C."""
+    from .sandbox.foreground import serve
+
+    raise typer.Exit(
+        serve(
+            port=port,
+            state_dir=str(state_dir) if state_dir else None,
+            write_conf=str(write_conf) if write_conf else None,
+            provision_delay_s=provision_delay,
+            deprovision_delay_s=deprovision_delay,
+        )
+    )
+
+
+@app.callback()
+def _root() -> None:
+    """Tools for the Covalent ECS Fargate executor."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,136 @@
+"""Run a sandbox in the foreground until Ctrl-C / SIGTERM (``covalent-ecs sandbox``).
+
+Prints the endpoint, the ``[executors.ecs]`` block to paste into covalent.conf and an
+``export AWS_ENDPOINT_URL=...`` hint, then one line per task start and stop.
+Optionally writes the block into a covalent.conf (``write_conf``) and a JSON ready
+file (``ready_file``: written atomically once the sandbox is seeded; what
+``SandboxProcess`` waits for).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .agent import TaskRun
+from .sandbox import Sandbox
+
+Echo = Callable[[str], None]
+
+
+def _echo(line: str) -> None:
+    print(line, flush=True)
+
+
+def toml_block(config: dict[str, Any]) -> str:
+    """The ``[executors.ecs]`` table (JSON string escapes are valid TOML basic strings)."""
+    lines = ["[executors.ecs]"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in config.items()]
+    return "\n".join(lines)
+
+
+def write_covalent_conf(path: str, config: dict[str, Any]) -> None:
+    """Set ``[executors.ecs]`` in the covalent.conf at ``path``, keeping everything else."""
+    import toml  # covalent's own config library (a dependency of covalent)
+
+    document: dict[str, Any] = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            document = toml.load(f)
+    document.setdefault("executors", {})["ecs"] = dict(config)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        toml.dump(document, f)
+    os.replace(tmp, path)
+
+
+def write_ready_file(path: str, sandbox: Sandbox) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(
+            {
+                "endpoint_url": sandbox.endpoint_url,
+                "pid": os.getpid(),
+                "executor_config": sandbox.executor_config,
+                "started_in_s": sandbox.started_in_s,
+            },
+            f,
+        )
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+def describe_task_event(event: str, run: TaskRun) -> str:
+    short_id = run.task_id[:8]
+    if event == "started":
+        return f"task {short_id} started: pid {run.pid}: {' '.join(run.argv)[:200]}"
+    reason = run.task.stopped_reason or ""
+    return f"task {short_id} stopped: exit code {run.exit_code}, {run.task.stop_code}" + (
+        f": {reason}" if reason else ""
+    )
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    state_dir: str | None = None,
+    ready_file: str | None = None,
+    write_conf: str | None = None,
+    provision_delay_s: float = 0.2,
+    deprovision_delay_s: float = 0.3,
+    echo: Echo = _echo,
+) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    if write_conf and not state_dir:
+        # The conf names the credentials file: keep it (and the state) next to the conf
+        # rather than in a temporary directory removed on exit.
+        state_dir = os.path.join(
+            os.path.dirname(os.path.abspath(write_conf)), "covalent-ecs-sandbox"
+        )
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    sandbox = Sandbox(
+        host=host,
+        port=port,
+        state_dir=state_dir,
+        provision_delay_s=provision_delay_s,
+        deprovision_delay_s=deprovision_delay_s,
+        on_task_event=lambda event, run: echo(describe_task_event(event, run)),
+    )
+    try:
+        sandbox.start()
+        config = sandbox.executor_config
+        echo(f"covalent-ecs sandbox: AWS API and local Fargate agent at {sandbox.endpoint_url}")
+        echo(f"(started in {sandbox.started_in_s:.2f} s; state in {sandbox.state_dir})")
+        echo("")
+        echo("Add this to covalent.conf (or use --write-conf):")
+        echo("")
+        echo(toml_block(config))
+        echo("")
+        echo("Point other AWS tools at it with:")
+        echo(f"  export AWS_ENDPOINT_URL={sandbox.endpoint_url}")
+        echo(f"  export AWS_SHARED_CREDENTIALS_FILE={config['credentials']} AWS_PROFILE=sandbox")
+        echo("")
+        if write_conf:
+            write_covalent_conf(write_conf, config)
+            echo(f"wrote [executors.ecs] into {write_conf}")
+            if not port:
+                echo("(the port changes on every start: pass --port N to keep this conf valid)")
+        if ready_file:
+            write_ready_file(ready_file, sandbox)
+        echo("Ctrl-C stops it.")
+        stop.wait()
+        echo("stopping the sandbox")
+    finally:
+        sandbox.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

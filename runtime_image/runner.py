@@ -139,6 +139,10 @@ def _run_payload(path: str, envelope: dict[str, Any]) -> None:
         envelope["outcome"] = contract.OUTCOME_RAISED
         envelope["error"] = _error("user", str(exc), exc)
         envelope["error"]["type"] = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        # Start the traceback at the user's code, not at this function's call.
+        envelope["error"]["traceback"] = "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)
+        )
     else:
         envelope["outcome"] = contract.OUTCOME_RETURNED
         envelope["value"] = value
@@ -163,6 +167,14 @@ def _write_envelope(envelope: dict[str, Any], path: str) -> None:
             cloudpickle.dump(envelope, f)
 
 
+def _download(s3: Any, bucket: str, key: str, path: str) -> None:
+    """One streamed GetObject (``download_file`` would add a HeadObject per task)."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    with open(path, "wb") as f:
+        for chunk in body.iter_chunks(1024 * 1024):
+            f.write(chunk)
+
+
 def run(bucket: str, payload_key: str, result_key: str) -> int:
     import boto3
     from botocore.exceptions import ClientError
@@ -173,7 +185,16 @@ def run(bucket: str, payload_key: str, result_key: str) -> int:
     versions = contract.runtime_versions()
     envelope["runtime"] = versions
     label = os.environ.get(contract.ENV_TASK_LABEL, payload_key)
-    s3 = boto3.client("s3")
+    from botocore.config import Config
+
+    # The user agent lets the sandbox (and S3 access logs) tell runner calls from client calls.
+    s3 = boto3.client(
+        "s3",
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 10},
+            user_agent_extra=f"covalent-ecs-runtime/{contract.RUNNER_VERSION}",
+        ),
+    )
 
     with tempfile.TemporaryDirectory(prefix="covalent-ecs-") as workdir:
         payload_path = os.path.join(workdir, "payload.pkl")
@@ -184,7 +205,7 @@ def run(bucket: str, payload_key: str, result_key: str) -> int:
             envelope["error"] = _error(contract.KIND_RUNTIME_SKEW, skew)
         else:
             try:
-                s3.download_file(bucket, payload_key, payload_path)
+                _download(s3, bucket, payload_key, payload_path)
             except ClientError as exc:
                 envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
                 envelope["error"] = _error(

@@ -46,8 +46,15 @@ def envelope_error(envelope: dict[str, Any]) -> ECSExecutorError | None:
     if outcome == contract.OUTCOME_RAISED:
         remote_type = error.get("type", "Exception")
         traceback = error.get("traceback", "")
+        hint = ""
+        if remote_type.endswith("ModuleNotFoundError"):
+            hint = (
+                "\nThe runner image lacks a module the task imports: install it in the task "
+                "with deps_pip=ct.DepsPip(packages=[...]), or for your own module call "
+                "cloudpickle.register_pickle_by_value(module) before dispatching."
+            )
         return RemoteTaskError(
-            f"{remote_type}: {message}\n\nRemote traceback (in the ECS task):\n{traceback}".rstrip(),
+            f"{remote_type}: {message}{hint}\n\nRemote traceback (in the ECS task):\n{traceback}".rstrip(),
             remote_type=remote_type,
             remote_traceback=traceback,
         )

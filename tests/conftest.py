@@ -31,9 +31,14 @@ for _name, _sub in (
     ("COVALENT_CONFIG_DIR", "covalent/config"),
     ("COVALENT_DATA_DIR", "covalent/data"),
     ("COVALENT_CACHE_DIR", "covalent/cache"),
+    ("COVALENT_LOGDIR", "covalent/logs"),
+    ("XDG_CACHE_HOME", "covalent/xdg-cache"),
 ):
     os.environ[_name] = os.path.join(_SESSION_DIR, _sub)
     os.makedirs(os.environ[_name], exist_ok=True)
+# The e2e Covalent server runs without Dask: electrons and post-processing default to
+# "local". Read when covalent is imported (covalent_server.ISOLATION_LAYOUT).
+os.environ["COVALENT_DISABLE_DASK"] = "1"
 os.environ["COVALENT_DATABASE"] = os.path.join(
     _SESSION_DIR, "covalent", "data", "dispatcher.sqlite"
 )

@@ -1,0 +1,114 @@
+"""The sandbox's other ways in: in-process ``Sandbox``, ``covalent-ecs sandbox``, and
+``SandboxProcess``'s start-up failure report."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from covalent_ecs_executor.sandbox import Sandbox, SandboxError, SandboxProcess
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+    return value
+
+
+def test_in_process_sandbox_is_exclusive_and_kills_its_tasks_on_stop() -> None:
+    with Sandbox(provision_delay_s=0, deprovision_delay_s=0) as sandbox:
+        with pytest.raises(SandboxError, match="already running"):
+            Sandbox().start()
+        config = sandbox.executor_config
+        ecs = sandbox.client("ecs")
+        definition = ecs.register_task_definition(
+            family="in-process",
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="256",
+            memory="512",
+            containerDefinitions=[
+                {
+                    "name": "main",
+                    "image": "python:3.11-slim",
+                    "entryPoint": ["python", "-c"],
+                    "command": ["import time; time.sleep(60)"],
+                }
+            ],
+        )["taskDefinition"]["taskDefinitionArn"]
+        ecs.run_task(
+            cluster=config["ecs_cluster_name"],
+            taskDefinition=definition,
+            launchType="FARGATE",
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": [config["ecs_task_subnet_id"]],
+                    "securityGroups": [config["ecs_task_security_group_id"]],
+                }
+            },
+        )
+        pid = wait_for(lambda: sandbox.tasks()[0]["pid"], what="the task's process")
+        assert sandbox.calls() == {"ecs.RegisterTaskDefinition": 1, "ecs.RunTask": 1}
+        state_dir = sandbox.state_dir
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not os.path.exists(state_dir)
+
+
+def test_sandbox_command_prints_the_conf_block_writes_it_and_stops_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    conf = tmp_path / "covalent.conf"
+    conf.write_text('[sdk]\nlog_level = "warning"\n')
+    out = tmp_path / "out.txt"
+    command = [sys.executable, "-c", "from covalent_ecs_executor.cli import main; main()"]
+    with open(out, "wb") as stdout:
+        process = subprocess.Popen(
+            [*command, "sandbox", "--write-conf", str(conf)],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "Ctrl-C stops it." in out.read_text(), what="the sandbox banner")
+        text = out.read_text()
+        endpoint = re.search(r"export AWS_ENDPOINT_URL=(http://127\.0\.0\.1:\d+)", text)[1]
+        assert "[executors.ecs]" in text
+        assert f'endpoint_url = "{endpoint}"' in text
+        written = conf.read_text()
+        assert 'log_level = "warning"' in written  # the rest of the conf is kept
+        assert f'endpoint_url = "{endpoint}"' in written
+        credentials = re.search(r'credentials = "([^"]+)"', written)[1]
+        assert Path(credentials).parent == tmp_path / "covalent-ecs-sandbox"  # outlives the run
+        with urllib.request.urlopen(f"{endpoint}/_sandbox/health", timeout=5) as response:
+            assert b'"ok"' in response.read()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        assert "stopping the sandbox" in out.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_sandbox_process_failure_names_the_cause_from_its_stderr() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SandboxError, match=r"(?s)exited with code.*Address already in use"):
+            SandboxProcess(port=port, startup_timeout_s=30).start()

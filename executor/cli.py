@@ -26,7 +26,7 @@ def sandbox(
     write_conf: Annotated[
         Path | None,
         typer.Option(
-            help="Write the [executors.ecs] block into this covalent.conf (other sections are kept).",
+            help="Write the executors.ecs section into this covalent.conf (other sections are kept).",
             dir_okay=False,
         ),
     ] = None,
@@ -43,7 +43,14 @@ def sandbox(
     ] = 0.3,
 ) -> None:
     """Run a local AWS API and Fargate agent (no AWS account needed) until Ctrl-C."""
-    from .sandbox.foreground import serve
+    try:
+        from .sandbox.foreground import serve
+    except ModuleNotFoundError as exc:  # moto is an optional dependency
+        typer.echo(
+            f"the sandbox needs {exc.name!r}: pip install 'covalent-ecs-executor[sandbox]'",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
 
     raise typer.Exit(
         serve(

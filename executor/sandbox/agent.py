@@ -278,6 +278,8 @@ class FargateAgent:
 
     # -- starting -------------------------------------------------------------------
     def _launch(self, run: TaskRun, now: float) -> None:
+        # Per-task fault injection (a later issue: pull failures, capacity errors, slow
+        # starts chosen through the control API) belongs here, before the image check.
         task, container, definition = run.task, run.container, run.definition
         pull_error = image_pull_error(definition.get("image", ""))
         task.pull_stopped_at = utc_now()

@@ -25,6 +25,7 @@ from botocore.exceptions import (
     NoRegionError,
     ProfileNotFound,
 )
+
 from covalent_ecs_runtime.contract import RUNNER_VERSION
 
 from .config import ExecutorConfig

@@ -26,6 +26,7 @@ from typing import Any
 from covalent._shared_files.config import get_config
 from covalent._shared_files.exceptions import TaskCancelledError, TaskRuntimeError
 from covalent.executor.base import AsyncBaseExecutor
+
 from covalent_ecs_runtime import contract
 
 from . import aws, failures, launch, poller, staging, taskdefs, tasklogs

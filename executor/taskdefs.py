@@ -17,6 +17,7 @@ import weakref
 from typing import Any
 
 from botocore.exceptions import ClientError
+
 from covalent_ecs_runtime import contract
 
 from . import aws

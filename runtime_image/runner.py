@@ -30,6 +30,7 @@ from typing import Any
 from . import contract
 
 _PROCESS_STARTED = time.time()
+_DRAIN_TIMEOUT_S = 1.0
 
 
 def _log(message: str) -> None:
@@ -66,9 +67,11 @@ class _Tee:
         os.close(self._read_end)
 
     def close(self) -> str:
-        os.dup2(self._saved, self.fd)  # closes the pipe's last write end: the pump sees EOF
-        self._thread.join()
-        os.close(self._saved)
+        os.dup2(self._saved, self.fd)  # closes our write end of the pipe
+        # The pump sees EOF once every writer is gone. A background process the task
+        # started may still hold the pipe: keep what arrived and let the pump go on
+        # forwarding to the container's log (daemon thread), rather than wait for it.
+        self._thread.join(timeout=_DRAIN_TIMEOUT_S)
         return b"".join(self.chunks).decode("utf-8", errors="replace")
 
 
@@ -177,7 +180,7 @@ def _download(s3: Any, bucket: str, key: str, path: str) -> None:
 
 def run(bucket: str, payload_key: str, result_key: str) -> int:
     import boto3
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     envelope = contract.new_envelope()
     envelope["timings"]["process_started"] = _PROCESS_STARTED
@@ -206,7 +209,7 @@ def run(bucket: str, payload_key: str, result_key: str) -> int:
         else:
             try:
                 _download(s3, bucket, payload_key, payload_path)
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:
                 envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
                 envelope["error"] = _error(
                     contract.KIND_PAYLOAD_MISSING,

@@ -49,7 +49,7 @@ def test_server_side_rebuild_keeps_the_client_values():
 
 def test_missing_subnet_and_security_group_are_named_at_launch():
     with pytest.raises(ConfigError, match="ecs_task_subnet_id and ecs_task_security_group_id must be set"):
-        ECSExecutor().config().require_launch_settings()
+        build_config({}, {}).require_launch_settings()
 
 
 def test_every_problem_is_reported_at_once():

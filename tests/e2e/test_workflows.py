@@ -6,6 +6,7 @@ import time
 
 import covalent as ct
 import pytest
+
 from covalent_ecs_executor import ECSExecutor
 from covalent_ecs_runtime import contract
 

@@ -18,6 +18,7 @@ from typing import Any
 import botocore.exceptions
 import cloudpickle
 import pytest
+
 from covalent_ecs_runtime import contract
 
 pytestmark = pytest.mark.integration

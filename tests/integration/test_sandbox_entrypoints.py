@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from covalent_ecs_executor.sandbox import Sandbox, SandboxError, SandboxProcess
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,113 @@
+"""ECSExecutor.run() against the sandbox, without a Covalent server.
+
+What the executor does per task, observed from the outside: the calls it makes, the
+objects it leaves (none), large payloads, and output capture edge cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from covalent_ecs_executor import ECSExecutor
+
+pytestmark = pytest.mark.integration
+
+
+def run_tasks(executor, calls):
+    """Run ``[(fn, args, kwargs), ...]`` concurrently, each as its own node."""
+    dispatch_id = f"test-{uuid.uuid4().hex[:8]}"
+
+    async def main():
+        return await asyncio.gather(*[
+            executor.run(fn, list(args), dict(kwargs), {"dispatch_id": dispatch_id, "node_id": i, "results_dir": "/tmp"})
+            for i, (fn, args, kwargs) in enumerate(calls)
+        ])
+
+    return asyncio.run(main())
+
+
+def staged_objects(sandbox):
+    s3 = sandbox.client("s3", internal=True)
+    bucket = sandbox.executor_config["s3_bucket_name"]
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="covalent-ecs/").get("Contents", [])]
+
+
+def test_one_task_costs_one_runtask_and_three_client_s3_requests(fresh_sandbox):
+    executor = ECSExecutor(**{**fresh_sandbox.executor_config, "ecs_task_family_name": f"fam-{uuid.uuid4().hex[:6]}"})
+    assert run_tasks(executor, [(pow, (2, 10), {})]) == [1024]
+    calls = fresh_sandbox.calls()
+    assert calls["ecs.RunTask"] == 1
+    assert calls["ecs.RegisterTaskDefinition"] == 1  # a new family: registered once
+    assert calls["s3.DeleteObjects"] == 1
+    # Client PutObject (payload) + runner PutObject (result); runner GetObject (payload) +
+    # client GetObject (result). No HeadObject on either side.
+    assert calls["s3.PutObject"] == 2 and calls["s3.GetObject"] == 2
+    assert "s3.HeadObject" not in calls
+    assert staged_objects(fresh_sandbox) == []
+
+
+def test_a_second_run_reuses_the_registered_task_definition(fresh_sandbox):
+    executor = ECSExecutor(**fresh_sandbox.executor_config)
+    run_tasks(executor, [(abs, (-1,), {})])
+    fresh_sandbox.reset_calls()
+    assert run_tasks(ECSExecutor(**fresh_sandbox.executor_config), [(abs, (-2,), {})]) == [2]
+    calls = fresh_sandbox.calls()
+    assert "ecs.RegisterTaskDefinition" not in calls and "ecs.DescribeTaskDefinition" not in calls
+
+
+def test_large_argument_and_result_travel_through_multipart_staging(fresh_sandbox):
+    blob = bytes(range(256)) * (48 * 1024 * 1024 // 256)  # 48 MiB: above the 8 MiB multipart threshold
+
+    def reverse(data):
+        return data[::-1]
+
+    executor = ECSExecutor(**fresh_sandbox.executor_config)
+    [result] = run_tasks(executor, [(reverse, (blob,), {})])
+    assert len(result) == len(blob) and result == blob[::-1]
+    calls = fresh_sandbox.calls()
+    assert calls["s3.CreateMultipartUpload"] >= 2  # payload (client) and result (runner)
+    assert staged_objects(fresh_sandbox) == []
+
+
+def test_a_background_process_holding_stdout_does_not_hold_the_task(fresh_sandbox):
+    def start_daemon():
+        import subprocess
+
+        subprocess.Popen(["sleep", "30"])  # inherits stdout/stderr and outlives the function
+        print("started a daemon")
+        return "done"
+
+    executor = ECSExecutor(**fresh_sandbox.executor_config)
+    started = time.monotonic()
+    assert run_tasks(executor, [(start_daemon, (), {})]) == ["done"]
+    assert time.monotonic() - started < 25  # not the daemon's 30 s
+
+
+def test_twenty_concurrent_tasks_are_watched_by_one_batched_poller(fresh_sandbox):
+    executor = ECSExecutor(**fresh_sandbox.executor_config)
+
+    def slow_double(x):
+        import time
+
+        time.sleep(1)
+        return 2 * x
+
+    started = time.monotonic()
+    assert run_tasks(executor, [(slow_double, (i,), {}) for i in range(20)]) == [2 * i for i in range(20)]
+    wall_s = time.monotonic() - started
+    calls = fresh_sandbox.calls()
+    assert calls["ecs.RunTask"] == 20
+    assert calls["ecs.DescribeTasks"] <= wall_s / executor.poll_freq + 2, (calls, wall_s)
+
+
+def test_config_errors_make_no_aws_call(fresh_sandbox):
+    from covalent._shared_files.exceptions import TaskRuntimeError
+
+    executor = ECSExecutor(**{**fresh_sandbox.executor_config, "ecs_task_subnet_id": ""})
+    with pytest.raises(TaskRuntimeError, match="ecs_task_subnet_id and ecs_task_security_group_id must be set|ecs_task_subnet_id must be set"):
+        run_tasks(executor, [(abs, (1,), {})])
+    assert fresh_sandbox.calls() == {}

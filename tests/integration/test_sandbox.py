@@ -474,3 +474,33 @@ def test_control_api_serves_the_executor_config_block(sandbox: Any) -> None:
     assert sandbox.health()["status"] == "ok"
     with open(sandbox.executor_config["credentials"]) as f:
         assert "[sandbox]" in f.read()
+
+
+def test_runner_refuses_a_client_with_another_python_or_cloudpickle(ecs: Ecs) -> None:
+    from covalent_ecs_executor.errors import RuntimeSkewError
+    from covalent_ecs_executor.failures import envelope_error
+
+    config = ecs.config
+    bucket = config["s3_bucket_name"]
+    prefix = f"tasks/{uuid.uuid4().hex}"
+    payload_key, result_key = f"{prefix}/payload.pkl", f"{prefix}/result.pkl"
+    s3 = ecs.sandbox.client("s3")
+    s3.put_object(Bucket=bucket, Key=payload_key, Body=cloudpickle.dumps((abs, (-1,), {})))
+    definition = ecs.register(entryPoint=contract.ENTRY_POINT)
+    env = {contract.ENV_CLIENT_PYTHON: "3.99", contract.ENV_CLIENT_CLOUDPICKLE: "0.1"}
+    arn = ecs.run(
+        definition,
+        overrides={"containerOverrides": [{
+            "name": CONTAINER,
+            "command": contract.run_command(bucket=bucket, payload_key=payload_key, result_key=result_key),
+            "environment": [{"name": k, "value": v} for k, v in env.items()],
+        }]},
+    )["tasks"][0]["taskArn"]
+    assert ecs.wait_status(arn, "STOPPED", timeout_s=30)["containers"][0]["exitCode"] == 0
+    envelope = cloudpickle.loads(s3.get_object(Bucket=bucket, Key=result_key)["Body"].read())
+    assert envelope["outcome"] == contract.OUTCOME_RUNNER_ERROR
+    assert "timings" in envelope and "function_started" not in envelope["timings"]  # never ran
+    error = envelope_error(envelope)
+    assert isinstance(error, RuntimeSkewError)
+    assert f"python {contract.python_minor()} in the runner image, 3.99 on the client" in str(error)
+    assert "cloudpickle" in str(error) and "publish-image" in str(error)

@@ -8,9 +8,12 @@ fast and a command's dependencies load only when it runs).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from .aws import Clients
 
 app = typer.Typer(
     name="covalent-ecs",
@@ -93,7 +96,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _connection(region: str, profile: str, credentials: str | None, endpoint_url: str) -> object:
+def _connection(region: str, profile: str, credentials: str | None, endpoint_url: str) -> Clients:
     """AWS clients for the connection options (validated before any AWS call)."""
     from . import aws
     from .config import build_config
@@ -159,7 +162,7 @@ def infra_deploy(
         parameters = parse_parameters(parameter or [])
         clients = _connection(region, profile, credentials, endpoint_url)
         values = deploy(
-            clients,  # type: ignore[arg-type]
+            clients,
             stack_name,
             parameters,
             echo=typer.echo,
@@ -168,7 +171,7 @@ def infra_deploy(
         )
     except ECSExecutorError as err:
         raise _fail(str(err)) from None
-    settings = clients.settings  # type: ignore[attr-defined]
+    settings = clients.settings
     block = {
         "credentials": settings.credentials,
         "profile": settings.profile,
@@ -213,7 +216,7 @@ def infra_destroy(
                 abort=True,
             )
         destroy(
-            clients,  # type: ignore[arg-type]
+            clients,
             stack_name,
             echo=typer.echo,
             poll_interval_s=poll_interval,

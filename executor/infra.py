@@ -192,7 +192,12 @@ def deploy(
         echo(f"creating stack {stack_name} in {clients.region}")
         # DELETE on failure: a failed first attempt leaves nothing to clean up before
         # the next one (ROLLBACK would leave a ROLLBACK_COMPLETE stack to delete).
-        aws.call(cloudformation.create_stack, f"create stack {stack_name}", OnFailure="DELETE", **request)
+        created = aws.call(
+            cloudformation.create_stack, f"create stack {stack_name}", OnFailure="DELETE", **request
+        )
+        # Follow it by id: a failed creation deletes the stack, and a deleted stack's
+        # name no longer resolves (its id does, with the events saying why).
+        stack_id = created["StackId"]
         done = {"CREATE_COMPLETE"}
     else:
         status = existing["StackStatus"]
@@ -213,8 +218,9 @@ def deploy(
                 raise aws.translate_client_error(err, f"update stack {stack_name}") from err
             echo("the stack is up to date")
             return config_from_outputs(existing.get("Outputs", []))
+        stack_id = existing["StackId"]
         done = {"UPDATE_COMPLETE"}
-    stack = _wait(cloudformation, stack_name, seen, done, echo, poll_interval_s, timeout_s)
+    stack = _wait(cloudformation, stack_id, seen, done, echo, poll_interval_s, timeout_s)
     return config_from_outputs(stack.get("Outputs", []))
 
 

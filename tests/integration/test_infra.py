@@ -154,3 +154,18 @@ def test_destroy_empties_the_bucket_and_repository_and_deletes_the_stack(sandbox
 
     again = invoke("infra", "destroy", "--stack-name", stack["stack"], "--yes", *connection_args(sandbox))
     assert again.exit_code == 0 and "nothing to delete" in again.output
+
+
+def test_a_deploy_that_cannot_create_a_resource_says_which_and_why(sandbox):
+    # The sandbox already has the repository `covalent-ecs-runner` (seeded). moto fails
+    # CreateStack at once; AWS would fail the stack's events (followed by stack id).
+    taken = sandbox.executor_config["ecr_repo_name"]
+    name = unique_stack_name()
+    result = invoke(
+        "infra", "deploy", "--stack-name", name, "-p", f"RepositoryName={taken}",
+        *connection_args(sandbox),
+    )
+    assert result.exit_code == 1
+    assert f"could not create stack {name}" in result.output
+    assert "RepositoryAlreadyExistsException" in result.output and taken in result.output
+    assert "Traceback" not in result.output

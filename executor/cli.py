@@ -7,6 +7,7 @@ fast and a command's dependencies load only when it runs).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -96,6 +97,20 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _progress() -> Callable[[str], None]:
+    """Print progress lines, coloured by the stack status they contain (on a terminal)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+
+    def echo(line: str) -> None:
+        style = "red" if "_FAILED" in line or "ROLLBACK" in line else "green" if "_COMPLETE" in line else ""
+        console.print(f"[{style}]{escape(line)}[/]" if style else escape(line))
+
+    return echo
+
+
 def _connection(region: str, profile: str, credentials: str | None, endpoint_url: str) -> Clients:
     """AWS clients for the connection options (validated before any AWS call)."""
     from . import aws
@@ -165,7 +180,7 @@ def infra_deploy(
             clients,
             stack_name,
             parameters,
-            echo=typer.echo,
+            echo=_progress(),
             poll_interval_s=poll_interval,
             timeout_s=timeout,
         )
@@ -218,7 +233,7 @@ def infra_destroy(
         destroy(
             clients,
             stack_name,
-            echo=typer.echo,
+            echo=_progress(),
             poll_interval_s=poll_interval,
             timeout_s=timeout,
         )

@@ -7,10 +7,14 @@ fast and a command's dependencies load only when it runs).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from .aws import Clients
 
 app = typer.Typer(
     name="covalent-ecs",
@@ -61,6 +65,248 @@ def sandbox(
             deprovision_delay_s=deprovision_delay,
         )
     )
+
+
+# ------------------------------------------------------------------ infra and doctor
+infra_app = typer.Typer(
+    name="infra",
+    help="The CloudFormation stack with everything the executor needs in one account/region.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(infra_app)
+
+_Region = Annotated[str, typer.Option(help="AWS region; default: boto3's (AWS_DEFAULT_REGION, profile).")]
+_Profile = Annotated[str, typer.Option(help="Profile in the AWS credentials/config files.")]
+_Credentials = Annotated[
+    str | None,
+    typer.Option(help="AWS shared-credentials file; '' for boto3's default chain."),
+]
+_EndpointUrl = Annotated[
+    str, typer.Option(help="AWS endpoint override, e.g. the sandbox's http://127.0.0.1:PORT.")
+]
+_StackName = Annotated[
+    str, typer.Option(help="CloudFormation stack name; it also names the ECS cluster.")
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+def _progress() -> Callable[[str], None]:
+    """Print progress lines, coloured by the stack status they contain (on a terminal)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+
+    def echo(line: str) -> None:
+        style = "red" if "_FAILED" in line or "ROLLBACK" in line else "green" if "_COMPLETE" in line else ""
+        console.print(f"[{style}]{escape(line)}[/]" if style else escape(line))
+
+    return echo
+
+
+def _connection(region: str, profile: str, credentials: str | None, endpoint_url: str) -> Clients:
+    """AWS clients for the connection options (validated before any AWS call)."""
+    from . import aws
+    from .config import build_config
+
+    given: dict[str, object] = {"region": region, "profile": profile, "endpoint_url": endpoint_url}
+    if credentials is not None:
+        given["credentials"] = credentials
+    return aws.clients_for(build_config(given, {}))
+
+
+@infra_app.command("template")
+def infra_template(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write it to this file instead of stdout.", dir_okay=False)
+    ] = None,
+) -> None:
+    """Print the CloudFormation template (for the console, the AWS CLI, or review)."""
+    from .infra import template_body
+
+    if output is None:
+        typer.echo(template_body(), nl=False)
+    else:
+        output.write_text(template_body())
+        typer.echo(f"wrote {output}")
+
+
+@infra_app.command("deploy")
+def infra_deploy(
+    stack_name: _StackName = "covalent-ecs",
+    parameter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--parameter",
+            "-p",
+            help="Template parameter Name=Value (repeatable), e.g. -p LogRetentionDays=30; "
+            "see `covalent-ecs infra template`.",
+        ),
+    ] = None,
+    write_conf: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the executors.ecs keys into this covalent.conf (other sections and "
+            "keys are kept).",
+            dir_okay=False,
+        ),
+    ] = None,
+    region: _Region = "",
+    profile: _Profile = "",
+    credentials: _Credentials = None,
+    endpoint_url: _EndpointUrl = "",
+    poll_interval: Annotated[
+        float, typer.Option(help="Seconds between progress checks.", min=0.1)
+    ] = 5.0,
+    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.", min=1)] = 1800,
+) -> None:
+    """Create (or update) the stack, with a line per stack event; print the config block."""
+    from .conffile import toml_block, write_covalent_conf
+    from .errors import ECSExecutorError
+    from .infra import check_stack_name, deploy, parse_parameters
+
+    try:
+        check_stack_name(stack_name)
+        parameters = parse_parameters(parameter or [])
+        clients = _connection(region, profile, credentials, endpoint_url)
+        values = deploy(
+            clients,
+            stack_name,
+            parameters,
+            echo=_progress(),
+            poll_interval_s=poll_interval,
+            timeout_s=timeout,
+        )
+    except ECSExecutorError as err:
+        raise _fail(str(err)) from None
+    settings = clients.settings
+    block = {
+        "credentials": settings.credentials,
+        "profile": settings.profile,
+        "endpoint_url": settings.endpoint_url,
+        **values,
+    }
+    typer.echo("")
+    typer.echo("[executors.ecs] for covalent.conf:")
+    typer.echo("")
+    typer.echo(toml_block(block))
+    if write_conf:
+        write_covalent_conf(str(write_conf), block, keep_other_keys=True)
+        typer.echo(f"\nwrote [executors.ecs] into {write_conf}")
+    typer.echo(
+        "\nNext: `covalent-ecs publish-image` (the runner image), then `covalent-ecs doctor`."
+    )
+
+
+@infra_app.command("destroy")
+def infra_destroy(
+    stack_name: _StackName = "covalent-ecs",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    region: _Region = "",
+    profile: _Profile = "",
+    credentials: _Credentials = None,
+    endpoint_url: _EndpointUrl = "",
+    poll_interval: Annotated[
+        float, typer.Option(help="Seconds between progress checks.", min=0.1)
+    ] = 5.0,
+    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.", min=1)] = 1800,
+) -> None:
+    """Delete the stack and everything in it (staged objects, runner images, task logs)."""
+    from .errors import ECSExecutorError
+    from .infra import check_stack_name, destroy
+
+    try:
+        check_stack_name(stack_name)
+        clients = _connection(region, profile, credentials, endpoint_url)
+        if not yes:
+            typer.confirm(
+                f"Delete stack {stack_name}, its bucket's objects, runner images and logs?",
+                abort=True,
+            )
+        destroy(
+            clients,
+            stack_name,
+            echo=_progress(),
+            poll_interval_s=poll_interval,
+            timeout_s=timeout,
+        )
+    except ECSExecutorError as err:
+        raise _fail(str(err)) from None
+
+
+@app.command()
+def doctor(
+    conf: Annotated[
+        Path | None,
+        typer.Option(
+            help="covalent.conf to read the executors.ecs section from (default: Covalent's, "
+            "$COVALENT_CONFIG_DIR/covalent.conf or ~/.config/covalent/covalent.conf).",
+            dir_okay=False,
+        ),
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="Override region.")] = None,
+    profile: Annotated[str | None, typer.Option(help="Override profile.")] = None,
+    credentials: Annotated[str | None, typer.Option(help="Override credentials.")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="Override endpoint_url.")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document instead of lines.")
+    ] = False,
+) -> None:
+    """Check the configuration against the AWS account; exit 1 if anything is wrong."""
+    import json
+    import os
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from .conffile import default_conf_path, read_executor_section
+    from .doctor import fail, run_checks, summary
+
+    path = str(conf) if conf else default_conf_path()
+    overrides = {
+        key: value
+        for key, value in (
+            ("region", region),
+            ("profile", profile),
+            ("credentials", credentials),
+            ("endpoint_url", endpoint_url),
+        )
+        if value is not None
+    }
+    if conf is None and not os.path.exists(path):
+        section: dict[str, object] = {}
+        checks = run_checks(overrides, section, source=f"{path} not found: defaults")
+    else:
+        try:
+            section = read_executor_section(path)
+        except (OSError, ValueError) as err:
+            checks = [fail("config", f"cannot read {path}: {err}", "give --conf an existing covalent.conf")]
+        else:
+            checks = run_checks(overrides, section, source=path)
+    report = summary(checks)
+    if json_output:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        console = Console(highlight=False, soft_wrap=True)
+        marks = {"ok": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]–[/]"}
+        for check in checks:
+            console.print(f"{marks[check.status]} [bold]{escape(check.name)}[/]: {escape(check.detail)}")
+            if check.fix:
+                console.print(f"    [yellow]fix:[/] {escape(check.fix)}")
+        failed = sum(check.status == "fail" for check in checks)
+        console.print(
+            f"\n{len(checks)} checks: {failed} failed"
+            if failed
+            else f"\n{len(checks)} checks: all passed"
+        )
+    raise typer.Exit(0 if report["ok"] else 1)
 
 
 @app.callback()

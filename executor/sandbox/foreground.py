@@ -14,8 +14,8 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
 
+from ..conffile import toml_block, write_covalent_conf
 from .agent import TaskRun
 from .sandbox import Sandbox
 
@@ -24,29 +24,6 @@ Echo = Callable[[str], None]
 
 def _echo(line: str) -> None:
     print(line, flush=True)
-
-
-def toml_block(config: dict[str, Any]) -> str:
-    """The ``[executors.ecs]`` table (JSON string escapes are valid TOML basic strings)."""
-    lines = ["[executors.ecs]"]
-    lines += [f"{key} = {json.dumps(value)}" for key, value in config.items()]
-    return "\n".join(lines)
-
-
-def write_covalent_conf(path: str, config: dict[str, Any]) -> None:
-    """Set ``[executors.ecs]`` in the covalent.conf at ``path``, keeping everything else."""
-    import toml  # covalent's own config library (a dependency of covalent)
-
-    document: dict[str, Any] = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            document = toml.load(f)
-    document.setdefault("executors", {})["ecs"] = dict(config)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        toml.dump(document, f)
-    os.replace(tmp, path)
 
 
 def write_ready_file(path: str, sandbox: Sandbox) -> None:

@@ -18,6 +18,11 @@ What the patched ECS does:
   stoppedReason, stoppingAt) and hands the task to the agent, which stops it.
 * DescribeTasks reports unknown ARNs as ``failures`` (reason MISSING) and rejects
   more than 100 ARNs, as ECS does.
+* CloudFormation's AWS::EC2::SubnetRouteTableAssociation really associates the
+  subnet (DescribeRouteTables shows it) and AWS::EC2::RouteTable can be deleted, so
+  the ``covalent-ecs infra`` stack's network is visible to ``doctor`` and deletes;
+  an AWS::IAM::Role's inline ``Policies`` read back as JSON, as IAM returns them;
+  deleting a stack deletes its AWS::ECS::Cluster (INACTIVE, as DeleteCluster does).
 """
 
 from __future__ import annotations
@@ -80,6 +85,9 @@ def install(hooks: TaskHooks | None) -> None:
         _patch_run_task()
         _patch_stop_task()
         _patch_describe_tasks()
+        _patch_cloudformation_route_tables()
+        _patch_cloudformation_role_policies()
+        _patch_cloudformation_cluster_delete()
         _installed = True
 
 
@@ -281,3 +289,67 @@ def _patch_describe_tasks() -> None:
         return result
 
     EC2ContainerServiceResponse.describe_tasks = describe_tasks  # type: ignore[method-assign]
+
+
+def _patch_cloudformation_route_tables() -> None:
+    # moto 5.2.5's CloudFormation keeps a SubnetRouteTableAssociation in a side table
+    # that DescribeRouteTables never shows (so a public subnet looks routeless), and
+    # has no delete for AWS::EC2::RouteTable (so DeleteStack fails: the VPC still has
+    # a route table). Associate for real, and give both resources a delete.
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.route_tables import RouteTable
+    from moto.ec2.models.subnets import SubnetRouteTableAssociation
+
+    def create_association(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str,
+        region_name: str, **kwargs: Any,
+    ) -> Any:
+        properties = cloudformation_json["Properties"]
+        backend = ec2_backends[account_id][region_name]
+        association = cls(properties["RouteTableId"], properties["SubnetId"])
+        association.association_id = backend.associate_route_table(
+            properties["RouteTableId"], subnet_id=properties["SubnetId"]
+        )
+        return association
+
+    def delete_association(self: Any, account_id: str, region_name: str) -> None:
+        association_id = getattr(self, "association_id", None)
+        if association_id:
+            ec2_backends[account_id][region_name].disassociate_route_table(association_id)
+
+    def delete_route_table(self: Any, account_id: str, region_name: str) -> None:
+        ec2_backends[account_id][region_name].delete_route_table(self.id)
+
+    SubnetRouteTableAssociation.create_from_cloudformation_json = classmethod(create_association)  # type: ignore[method-assign,assignment]
+    SubnetRouteTableAssociation.delete = delete_association  # type: ignore[attr-defined]
+    RouteTable.delete = delete_route_table  # type: ignore[attr-defined]
+
+
+def _patch_cloudformation_role_policies() -> None:
+    # moto 5.2.5 stores an AWS::IAM::Role's inline ``Policies`` as the parsed dict, so
+    # GetRolePolicy answers its Python repr (single quotes), which no client can parse.
+    # IAM stores and returns policy documents as JSON text.
+    import json
+
+    from moto.iam.models import Role
+
+    if getattr(Role.put_policy, "_covalent_ecs_patched", False):
+        return
+    original = Role.put_policy
+
+    def put_policy(self: Any, policy_name: str, policy_json: Any) -> None:
+        if not isinstance(policy_json, str):
+            policy_json = json.dumps(policy_json)
+        original(self, policy_name, policy_json)
+
+    put_policy._covalent_ecs_patched = True  # type: ignore[attr-defined]
+    Role.put_policy = put_policy  # type: ignore[method-assign]
+
+
+def _patch_cloudformation_cluster_delete() -> None:
+    # moto 5.2.5 has no CloudFormation delete for AWS::ECS::Cluster: after DeleteStack
+    # the cluster stays ACTIVE. ECS's DeleteCluster leaves it INACTIVE.
+    def delete_cluster(self: Any, account_id: str, region_name: str) -> None:
+        ecs_models.ecs_backends[account_id][region_name].delete_cluster(self.arn)
+
+    ecs_models.Cluster.delete = delete_cluster  # type: ignore[attr-defined]

@@ -6,8 +6,9 @@ sandbox-internal clients, so nothing is counted):
 * an S3 bucket with default encryption (SSE-S3),
 * an ECS cluster and a CloudWatch log group,
 * the IAM roles ``ecsTaskExecutionRole`` and ``CovalentFargateTaskRole`` (trusting
-  ecs-tasks.amazonaws.com),
-* a VPC with one subnet and a security group (egress only),
+  ecs-tasks.amazonaws.com; the task role may read and write the staging prefix),
+* a VPC with one public subnet (default route to an internet gateway, as tasks with
+  ``assign_public_ip`` need to reach ECR) and a security group (egress only),
 * the ECR repository ``covalent-ecs-runner`` with an image tagged
   ``contract.runner_image_tag()``, so the executor's default image is pullable,
 * a shared-credentials file with a ``[sandbox]`` profile (fake keys) in ``state_dir``,
@@ -72,6 +73,22 @@ _EXECUTION_POLICY = {
     ],
 }
 
+
+
+def _task_role_policy(bucket: str) -> dict[str, Any]:
+    """What the runner needs: read the payload, write the result (README, IAM)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": f"arn:aws:s3:::{bucket}/covalent-ecs/*",
+            }
+        ],
+    }
+
+
 ClientFactory = Callable[[str], Any]
 
 
@@ -133,6 +150,11 @@ def seed(client: ClientFactory, *, state_dir: str, endpoint_url: str) -> dict[st
         PolicyName="AmazonECSTaskExecutionRolePolicy",
         PolicyDocument=json.dumps(_EXECUTION_POLICY),
     )
+    iam.put_role_policy(
+        RoleName=TASK_ROLE,
+        PolicyName="covalent-ecs-staging",
+        PolicyDocument=json.dumps(_task_role_policy(BUCKET)),
+    )
 
     ec2 = client("ec2")
     vpc_id = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
@@ -142,8 +164,16 @@ def seed(client: ClientFactory, *, state_dir: str, endpoint_url: str) -> dict[st
     group_id = ec2.create_security_group(
         GroupName=NAME_TAG, Description="covalent-ecs sandbox tasks: egress only", VpcId=vpc_id
     )["GroupId"]
+    gateway_id = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=gateway_id, VpcId=vpc_id)
+    route_table_id = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+    ec2.create_route(
+        RouteTableId=route_table_id, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway_id
+    )
+    ec2.associate_route_table(RouteTableId=route_table_id, SubnetId=subnet_id)
     ec2.create_tags(
-        Resources=[vpc_id, subnet_id, group_id], Tags=[{"Key": "Name", "Value": NAME_TAG}]
+        Resources=[vpc_id, subnet_id, group_id, gateway_id, route_table_id],
+        Tags=[{"Key": "Name", "Value": NAME_TAG}],
     )
 
     ecr = client("ecr")

@@ -1,0 +1,71 @@
+"""covalent.conf's ``[executors.ecs]`` block: format it, write it, read it.
+
+One writer for every command that produces a block (``covalent-ecs sandbox``,
+``covalent-ecs infra deploy``): it sets ``[executors.ecs]`` and keeps every other
+section. The default path follows Covalent's own rule (``COVALENT_CONFIG_DIR``, then
+``XDG_CONFIG_DIR``, then ``~/.config/covalent``; covalent/_shared_files/defaults.py),
+computed here so the CLI does not import covalent (slow, and it writes into $HOME).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+SECTION = ("executors", "ecs")
+
+
+def default_conf_path() -> str:
+    base = (
+        os.environ.get("COVALENT_CONFIG_DIR")
+        or os.environ.get("XDG_CONFIG_DIR")
+        or os.path.join(os.path.expanduser("~"), ".config", "covalent")
+    )
+    return os.path.join(base, "covalent.conf")
+
+
+def toml_block(config: dict[str, Any]) -> str:
+    """The ``[executors.ecs]`` table (JSON string escapes are valid TOML basic strings)."""
+    lines = ["[executors.ecs]"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in config.items()]
+    return "\n".join(lines)
+
+
+def write_covalent_conf(path: str, config: dict[str, Any], *, keep_other_keys: bool = False) -> None:
+    """Set ``[executors.ecs]`` in the covalent.conf at ``path``, keeping other sections.
+
+    ``keep_other_keys`` keeps the section's keys that ``config`` does not name (a
+    user's ``vcpu``, say); otherwise the section is replaced by ``config``.
+    """
+    import toml  # covalent's own config library (a dependency of covalent)
+
+    document: dict[str, Any] = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            document = toml.load(f)
+    executors = document.setdefault("executors", {})
+    section = dict(executors.get("ecs") or {}) if keep_other_keys else {}
+    section.update(config)
+    executors["ecs"] = section
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        toml.dump(document, f)
+    os.replace(tmp, path)
+
+
+def read_executor_section(path: str) -> dict[str, Any]:
+    """The ``[executors.ecs]`` table of a covalent.conf; ``{}`` when it has none.
+
+    Raises OSError when the file cannot be read and ValueError when it is not TOML.
+    """
+    import toml
+
+    with open(path) as f:
+        try:
+            document = toml.load(f)
+        except toml.TomlDecodeError as err:
+            raise ValueError(f"{path} is not valid TOML: {err}") from err
+    section = document.get("executors", {}).get("ecs", {})
+    return dict(section) if isinstance(section, dict) else {}

@@ -1,0 +1,263 @@
+"""`covalent-ecs doctor` against the sandbox: all ✓ on a deployed stack, and one ✗ with a
+named fix for each thing broken, one at a time.
+
+Each test deploys its own stack (`covalent-ecs infra deploy`), pushes the runner image
+the way `covalent-ecs publish-image` would (a manifest under this version's tag), then
+breaks one thing through the sandbox's AWS API or in the conf file.
+
+What moto cannot emulate, so not tested here: a bucket owned by another account
+(moto ignores ExpectedBucketOwner), an identity denied by IAM (moto does not enforce
+IAM: "bucket writable" and every access-denied path), invalid or expired keys (moto
+accepts any), and real network reachability (doctor reads route tables and endpoints;
+nothing is probed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from infra_support import deploy, doctor, push_runner_image, statuses, write_conf
+
+from covalent_ecs_runtime import contract
+
+pytestmark = pytest.mark.integration
+
+ALL_CHECKS = [
+    "config",
+    "credentials",
+    "bucket",
+    "bucket writable",
+    "cluster",
+    "execution role",
+    "task role",
+    "subnet",
+    "security group",
+    "route to ECR",
+    "log group",
+    "runner image",
+]
+
+
+@pytest.fixture
+def stack(sandbox, tmp_path) -> dict[str, Any]:
+    deployed = deploy(sandbox, tmp_path)
+    push_runner_image(sandbox, deployed["config"]["ecr_repo_name"])
+    return deployed
+
+
+def role_name(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+def test_doctor_passes_on_a_deployed_stack(stack):
+    code, report, lines = doctor(stack["conf"])
+    assert code == 0, lines
+    assert report["ok"] is True
+    assert statuses(report) == dict.fromkeys(ALL_CHECKS, "ok")
+    assert lines.count("✓") == len(ALL_CHECKS) and "✗" not in lines
+    assert f"{len(ALL_CHECKS)} checks: all passed" in lines
+
+
+def test_doctor_passes_on_the_sandbox_block(sandbox, tmp_path):
+    code, report, lines = doctor(write_conf(tmp_path / "covalent.conf", sandbox.executor_config))
+    assert code == 0, lines
+
+
+# Each case: what to break (sandbox, stack config) -> conf overrides, the check that must
+# fail, and words its fix must contain. Pointing the conf at another bucket or repository
+# also fails a role check: the stack's roles are scoped to its own bucket and repository.
+ALSO_FAILS = {"missing_bucket": {"task role"}, "missing_repository": {"execution role"}}
+Breaker = Callable[[Any, dict[str, Any]], dict[str, Any]]
+
+
+def bad_memory(sandbox, config):
+    return {"memory": 3}
+
+
+def no_subnet(sandbox, config):
+    return {"ecs_task_subnet_id": ""}
+
+
+def unknown_profile(sandbox, config):
+    return {"profile": "nobody"}
+
+
+def no_credentials(sandbox, config):
+    # An empty credentials file and no AWS_* variables (tests/conftest.py): no keys.
+    return {"credentials": "", "profile": ""}
+
+
+def missing_bucket(sandbox, config):
+    return {"s3_bucket_name": "covalent-ecs-no-such-bucket"}
+
+
+def deleted_cluster(sandbox, config):
+    sandbox.client("ecs", internal=True).delete_cluster(cluster=config["ecs_cluster_name"])
+    return {}
+
+
+def missing_cluster(sandbox, config):
+    return {"ecs_cluster_name": "no-such-cluster"}
+
+
+def execution_role_trusts_ec2(sandbox, config):
+    sandbox.client("iam", internal=True).update_assume_role_policy(
+        RoleName=role_name(config["ecs_task_execution_role_name"]),
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ec2.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+    return {}
+
+
+def execution_role_without_policy(sandbox, config):
+    iam = sandbox.client("iam", internal=True)
+    role = role_name(config["ecs_task_execution_role_name"])
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=role, PolicyName=name)
+    return {}
+
+
+def missing_task_role(sandbox, config):
+    return {"ecs_task_role_name": "NoSuchCovalentRole"}
+
+
+def task_role_for_another_bucket(sandbox, config):
+    iam = sandbox.client("iam", internal=True)
+    role = role_name(config["ecs_task_role_name"])
+    (name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    iam.put_role_policy(
+        RoleName=role,
+        PolicyName=name,
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["s3:GetObject", "s3:PutObject"],
+                        "Resource": "arn:aws:s3:::some-other-bucket/covalent-ecs/*",
+                    }
+                ],
+            }
+        ),
+    )
+    return {}
+
+
+def missing_subnet(sandbox, config):
+    return {"ecs_task_subnet_id": "subnet-0123456789abcdef0"}
+
+
+def security_group_of_another_vpc(sandbox, config):
+    return {"ecs_task_security_group_id": sandbox.executor_config["ecs_task_security_group_id"]}
+
+
+def security_group_without_egress(sandbox, config):
+    ec2 = sandbox.client("ec2", internal=True)
+    group_id = config["ecs_task_security_group_id"]
+    rules = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]["IpPermissionsEgress"]
+    ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=rules)
+    return {}
+
+
+def no_default_route(sandbox, config):
+    ec2 = sandbox.client("ec2", internal=True)
+    tables = ec2.describe_route_tables(
+        Filters=[{"Name": "association.subnet-id", "Values": [config["ecs_task_subnet_id"]]}]
+    )["RouteTables"]
+    ec2.delete_route(RouteTableId=tables[0]["RouteTableId"], DestinationCidrBlock="0.0.0.0/0")
+    return {}
+
+
+def no_public_ip(sandbox, config):
+    return {"assign_public_ip": False}
+
+
+def deleted_log_group(sandbox, config):
+    sandbox.client("logs", internal=True).delete_log_group(logGroupName=config["ecs_task_log_group_name"])
+    return {}
+
+
+def image_not_published(sandbox, config):
+    sandbox.client("ecr", internal=True).batch_delete_image(
+        repositoryName=config["ecr_repo_name"], imageIds=[{"imageTag": contract.runner_image_tag()}]
+    )
+    return {}
+
+
+def missing_repository(sandbox, config):
+    return {"ecr_repo_name": "no-such-runner-repo"}
+
+
+def another_versions_runner(sandbox, config):
+    tag = "runner-0.0.1-py3.8-cloudpickle2.2.1"
+    push_runner_image(sandbox, config["ecr_repo_name"], tag)
+    registry = f"123456789012.dkr.ecr.{config['region']}.amazonaws.com"
+    return {"container_image_uri": f"{registry}/{config['ecr_repo_name']}:{tag}"}
+
+
+CASES: list[tuple[Breaker, str, str]] = [
+    (bad_memory, "config", "fix it in"),
+    (no_subnet, "launch settings", "infra deploy --write-conf"),
+    (unknown_profile, "credentials", "profile"),
+    (no_credentials, "credentials", "AWS_ACCESS_KEY_ID"),
+    (missing_bucket, "bucket", "infra deploy"),
+    (deleted_cluster, "cluster", "create it again"),
+    (missing_cluster, "cluster", "ecs_cluster_name"),
+    (execution_role_trusts_ec2, "execution role", "ecs-tasks.amazonaws.com"),
+    (execution_role_without_policy, "execution role", "AmazonECSTaskExecutionRolePolicy"),
+    (missing_task_role, "task role", "ecs_task_role_name"),
+    (task_role_for_another_bucket, "task role", "s3:GetObject and s3:PutObject"),
+    (missing_subnet, "subnet", "ecs_task_subnet_id"),
+    (security_group_of_another_vpc, "security group", "subnet's VPC"),
+    (security_group_without_egress, "security group", "tcp/443"),
+    (no_default_route, "route to ECR", "NAT gateway"),
+    (no_public_ip, "route to ECR", "assign_public_ip = true"),
+    (deleted_log_group, "log group", "ecs_task_log_group_name"),
+    (image_not_published, "runner image", "covalent-ecs publish-image"),
+    (missing_repository, "runner image", "ecr_repo_name"),
+    (another_versions_runner, "runner image", "covalent-ecs publish-image"),
+]
+
+
+@pytest.mark.parametrize(("breaker", "check", "fix"), CASES, ids=[case[0].__name__ for case in CASES])
+def test_doctor_names_the_broken_part_and_its_fix(fresh_sandbox, stack, tmp_path, breaker, check, fix):
+    overrides = breaker(fresh_sandbox, stack["config"])
+    conf = write_conf(tmp_path / "broken.conf", {**stack["config"], **overrides})
+    fresh_sandbox.reset_calls()
+
+    code, report, lines = doctor(conf)
+
+    assert code == 1, lines
+    assert report["ok"] is False
+    failed = [c for c in report["checks"] if c["status"] == "fail"]
+    assert {c["name"] for c in failed} == {check} | ALSO_FAILS.get(breaker.__name__, set()), lines
+    assert any(fix in c["fix"] for c in failed if c["name"] == check), failed
+    assert f"✗ {check}:" in lines and "fix:" in lines and "Traceback" not in lines
+    if check in ("config", "launch settings"):
+        assert fresh_sandbox.calls() == {}  # validated before any AWS call
+
+
+def test_an_unreadable_conf_is_a_failed_check_not_a_traceback(tmp_path):
+    conf = tmp_path / "covalent.conf"
+    conf.write_text("[executors.ecs\nbroken")
+    code, report, lines = doctor(conf)
+    assert code == 1 and report["checks"][0]["name"] == "config"
+    assert "not valid TOML" in report["checks"][0]["detail"]
+    missing = doctor(tmp_path / "absent.conf")
+    assert missing[0] == 1 and "cannot read" in missing[1]["checks"][0]["detail"]
+    assert os.path.exists(conf)

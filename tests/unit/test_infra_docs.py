@@ -1,0 +1,84 @@
+"""The README's set-up sections match the code: template parameters, doctor's checks,
+the troubleshooting keys (error class names) and every `covalent-ecs` command shown."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import typer
+
+from covalent_ecs_executor import errors, infra
+from covalent_ecs_executor.cli import app
+from covalent_ecs_executor.doctor import _Context
+
+README = (Path(__file__).parents[2] / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def first_cells(text: str) -> list[str]:
+    return [row.split("|")[1].strip() for row in text.splitlines() if row.strip().startswith("| ")]
+
+
+def test_every_template_parameter_is_documented_with_its_default():
+    cells = first_cells(section("Setting up AWS"))
+    documented = {name.strip("` ") for cell in cells for name in cell.split(",")}
+    assert set(infra.template()["Parameters"]) <= documented
+    for name, spec in infra.template()["Parameters"].items():
+        default = str(spec.get("Default", ""))
+        if default:
+            row = next(
+                r for r in section("Setting up AWS").splitlines()
+                if r.strip().startswith("| ") and f"`{name}`" in r.split("|")[1]
+            )
+            assert f"`{default}`" in row, (name, row)
+
+
+def test_the_doctor_table_lists_every_check():
+    documented = set(first_cells(section("Setting up AWS").split("It checks:", 1)[1]))
+    after_credentials = _Context.__new__(_Context).checks()
+    names = {"config", "launch settings", "credentials"} | {name for name, _ in after_credentials}
+    documented = {n for cell in documented for n in cell.split(", ")}
+    assert {"subnet", "security group"} <= documented
+    assert names == documented - {"check"}
+
+
+def test_troubleshooting_is_keyed_by_every_error_a_user_sees():
+    keys = set(re.findall(r"^\| `\[(\w+)\]", section("Troubleshooting"), flags=re.M))
+    raised = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.ECSExecutorError)
+        and value is not errors.ECSExecutorError
+    }
+    assert keys == raised
+
+
+def shown_commands() -> list[list[str]]:
+    blocks = re.findall(r"```sh\n(.*?)```", README, flags=re.S)
+    text = "\n".join(blocks).replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip().rstrip("&").strip()
+        if line.startswith("covalent-ecs "):
+            commands.append(shlex.split(line)[1:])
+    return commands
+
+
+@pytest.mark.parametrize("argv", shown_commands(), ids=lambda argv: " ".join(argv)[:60])
+def test_every_command_in_the_readme_parses(argv):
+    command = typer.main.get_command(app)
+    args = list(argv)
+    names = []
+    while hasattr(command, "commands") and args and not args[0].startswith("-"):
+        if args[0] not in command.commands and args[0] == "publish-image":
+            pytest.skip("publish-image is built in issue 4 (merged separately)")
+        command = command.commands[args.pop(0)]
+        names.append(command.name)
+    assert names, argv
+    command.make_context(" ".join(names), args)  # raises on an unknown option or bad value

@@ -41,7 +41,7 @@ _EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
 
 _CANCEL_REASON = "Cancelled by Covalent"
 _TIME_LIMIT_REASON = "Time limit exceeded"
-_SHUTDOWN_REASON = "Covalent server stopped"
+_SHUTDOWN_REASON = "Covalent stopped watching the task"
 # get_cancel_requested() is a round trip to the server's database: ask at most this
 # often per task while it runs (Covalent's own cancel() stops a task at once when it
 # has the job handle; this catches a cancel that raced the handle).
@@ -69,7 +69,7 @@ def _stop_live_tasks() -> None:
         live = list(_live_tasks.items())
         _live_tasks.clear()
     for task_arn, (clients, cluster) in live:
-        _stop_task_now(clients, cluster, task_arn, f"{_SHUTDOWN_REASON} while the task ran")
+        _stop_task_now(clients, cluster, task_arn, f"{_SHUTDOWN_REASON} (its process exited)")
 
 
 async def _in_thread(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -236,7 +236,7 @@ class ECSExecutor(AsyncBaseExecutor):
                 # will collect this task's result, so don't leave it running.
                 _stop_task_now(
                     clients, cluster, task_arn,
-                    f"{_SHUTDOWN_REASON} while the task ran (dispatch {dispatch_id}, node {node_id})",
+                    f"{_SHUTDOWN_REASON} (dispatch {dispatch_id}, node {node_id})",
                 )  # fmt: skip
                 raise
             finally:

@@ -29,6 +29,10 @@ Request faults (the API server applies them, server.py):
     lost_response  performs the next ``times`` ``operation`` calls (default
                    ecs.RunTask) and then drops the connection before answering: the
                    client sees a reset connection and retries the same request
+    capacity_unavailable
+                   answers the next ``times`` RunTask calls with no task and a
+                   ``failures`` entry "Capacity is unavailable at this time", as ECS does
+                   when Fargate has no capacity in the subnet's zone
     slow_response  holds the next ``times`` ``operations`` calls (default
                    s3.PutObject) ``delay_s`` before serving them (a slow upload)
 
@@ -57,10 +61,11 @@ TASK_FAULTS = (
     "exit_without_result",
     "spot_interruption",
 )
-REQUEST_FAULTS = ("throttle", "s3_error", "lost_response", "slow_response")
+REQUEST_FAULTS = ("throttle", "s3_error", "lost_response", "slow_response", "capacity_unavailable")
 _DEFAULT_OPERATIONS = {
     "throttle": ["ecs.RunTask"],
     "lost_response": ["ecs.RunTask"],
+    "capacity_unavailable": ["ecs.RunTask"],
     "s3_error": ["s3.PutObject", "s3.GetObject"],
     "slow_response": ["s3.PutObject"],
 }

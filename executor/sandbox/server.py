@@ -80,6 +80,23 @@ def _drain(environ: dict[str, Any]) -> None:
         environ["wsgi.input"].read(length)
 
 
+# ECS's RunTask `failures` reason when Fargate has no capacity for the request.
+CAPACITY_UNAVAILABLE = (
+    "Capacity is unavailable at this time. Please try again later or in a different "
+    "availability zone"
+)
+
+
+def json_answer(start_response: Any, document: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(document).encode()
+    start_response(
+        "200 OK",
+        [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", str(uuid.uuid4())),
+         ("Content-Length", str(len(body)))],
+    )  # fmt: skip
+    return [body]
+
+
 def json_error(start_response: Any, code: str, message: str, status: str = "400 Bad Request") -> list[bytes]:
     """An error as ECS (awsJson1_1) answers it."""
     body = json.dumps({"__type": code, "message": message}).encode()
@@ -156,6 +173,9 @@ class FaultPolicy:
         if fault.kind == "s3_error":
             _drain(environ)
             return s3_error(start_response, fault.status)
+        if fault.kind == "capacity_unavailable":
+            _drain(environ)
+            return json_answer(start_response, {"tasks": [], "failures": [{"reason": CAPACITY_UNAVAILABLE}]})
         if fault.kind == "slow_response":
             time.sleep(fault.delay_s)  # this request's own server thread
             return None

@@ -156,6 +156,16 @@ def test_a_lost_runtask_response_starts_exactly_one_task(dispatch, faults):
     assert len(tasks) == 1
 
 
+def test_runtask_failures_are_reported_not_ignored(dispatch, faults):
+    faults.add_fault("capacity_unavailable")
+    result, tasks = run_case("runtask_failures", dispatch, faults, one_task)
+    assert str(result.status) == "FAILED"
+    message = node_stderr(result)
+    assert "[LaunchError] ECS did not start the task" in message
+    assert "Capacity is unavailable at this time" in message
+    assert tasks == []
+
+
 def _wait_for(predicate, timeout_s=30.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from covalent_ecs_runtime import contract
@@ -117,18 +118,25 @@ class LaunchPacer:
     through, failing tasks. Thread-safe; callers on any event loop share one bucket.
     """
 
-    def __init__(self, *, burst: int = LAUNCH_BURST, rate_per_s: float = LAUNCH_RATE_PER_S) -> None:
+    def __init__(
+        self,
+        *,
+        burst: int = LAUNCH_BURST,
+        rate_per_s: float = LAUNCH_RATE_PER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.burst = burst
         self.rate_per_s = rate_per_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._tokens = float(burst)
-        self._updated = time.monotonic()
+        self._updated = clock()
         self.waited_s = 0.0  # total time callers were held back (benchmarks read it)
 
     def reserve(self, count: int = 1) -> float:
         """Take ``count`` launches; return how many seconds to wait before using them."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate_per_s)
             self._updated = now
             self._tokens -= count  # may go negative: later callers queue behind

@@ -37,6 +37,9 @@ def run_case(name, dispatch, sandbox, lattice, *args):
     result = dispatch(lattice, *args)
     elapsed = time.monotonic() - started
     print(f"\nfault-matrix: {name} {elapsed:.1f} s -> {result.status}")
+    message = (result.get_node_result(0)["stderr"] or "").strip()
+    if message:
+        print(f"fault-matrix:   {message.splitlines()[0][:300]}")
     assert elapsed < FINAL_STATE_BOUND_S
     return result, tasks_of(sandbox, result.dispatch_id)
 

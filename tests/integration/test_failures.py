@@ -238,3 +238,33 @@ def test_interrupting_the_process_that_watches_a_task_stops_the_task(fresh_sandb
     assert stopped["stoppedReason"] == (
         f"Covalent stopped watching the task (dispatch {dispatch_id}, node 0)"
     )
+
+
+def test_the_sandbox_command_enforces_aws_limits_when_asked(tmp_path):
+    import json
+    import re
+    import urllib.request
+
+    out = tmp_path / "out.txt"
+    command = [sys.executable, "-c", "from covalent_ecs_executor.cli import main; main()"]
+    with open(out, "wb") as stdout:
+        process = subprocess.Popen(
+            [*command, "sandbox", "--aws-limits", "--state-dir", str(tmp_path / "state")],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "Ctrl-C stops it." in out.read_text())
+        text = out.read_text()
+        assert "AWS API rate limits are on" in text
+        endpoint = re.search(r"export AWS_ENDPOINT_URL=(http://127\.0\.0\.1:\d+)", text)[1]
+        with urllib.request.urlopen(f"{endpoint}/_sandbox/limits", timeout=5) as response:
+            limits = json.loads(response.read())
+        assert limits["enabled"] is True
+        assert limits["buckets"]["FargateLaunches"] == {"burst": 100, "refill_per_s": 20, "available": 100}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -198,7 +198,7 @@ def test_cancel_stops_the_running_task_and_the_node_ends_cancelled(covalent_serv
 
 def test_cancelling_before_launch_starts_no_task(covalent_server, faults):
     # Hold the payload upload so the cancel lands before RunTask.
-    faults.add_fault("slow_response", delay_s=3, operations=["s3.PutObject"])
+    faults.add_fault("slow_response", delay_s=6, operations=["s3.PutObject"])
     started = time.monotonic()
     dispatch_id = ct.dispatch(one_task)(30.0)
     _wait_for(lambda: faults.faults()[0]["used"] == 1)

@@ -103,3 +103,30 @@ def test_a_fault_is_used_up_after_times_tasks():
     taken = [book.take_task_fault(label, f"arn-{n}") for n, label in enumerate(["d2/0", "d1/0", "d1/1", "d1/2"])]
     assert [f.kind if f else None for f in taken] == [None, "oom", "oom", None]
     assert book.records()[0]["applied_to"] == ["arn-1", "arn-2"]
+
+
+async def test_a_cancelled_watch_leaves_the_poller_and_its_calls_stop():
+    import asyncio
+
+    from covalent_ecs_executor.poller import TaskPoller
+
+    class RunningForever:
+        calls = 0
+
+        def describe_tasks(self, cluster, tasks):
+            RunningForever.calls += 1
+            return {"tasks": [{"taskArn": arn, "lastStatus": "RUNNING", "containers": []} for arn in tasks]}
+
+    async def in_thread(fn, /, *args, **kwargs):
+        return fn(*args, **kwargs)
+
+    poller = TaskPoller(RunningForever(), in_thread)
+    watch = asyncio.ensure_future(poller.watch("c", "a", interval_s=0.01))
+    while RunningForever.calls < 2:
+        await asyncio.sleep(0.01)
+    watch.cancel()  # what ECSExecutor does on cancel or time limit
+    await asyncio.sleep(0.05)
+    assert poller.watched == 0
+    calls = RunningForever.calls
+    await asyncio.sleep(0.3)
+    assert RunningForever.calls == calls  # the loop ended: nothing left to describe

@@ -63,6 +63,15 @@ def _stop_task_now(clients: aws.Clients, cluster: str, task_arn: str, reason: st
         aws.call(clients.ecs.stop_task, "stop the task", cluster=cluster, task=task_arn, reason=reason)
 
 
+def _run_and_track(clients: aws.Clients, request: dict[str, Any]) -> dict[str, Any]:
+    """RunTask, and record the task as live in the same thread: if the coroutine that
+    asked is cancelled while RunTask is in flight, the task is still stopped at exit."""
+    task = launch.run_task(clients.ecs, request)
+    with _live_tasks_lock:
+        _live_tasks[task["taskArn"]] = (clients, request["cluster"])
+    return task
+
+
 @atexit.register
 def _stop_live_tasks() -> None:
     with _live_tasks_lock:
@@ -221,11 +230,9 @@ class ECSExecutor(AsyncBaseExecutor):
                 raise TaskCancelledError(
                     f"cancelled before launch: no ECS task was started for node {node_id}"
                 )
-            task = await _in_thread(launch.run_task, clients.ecs, request)
-            task_arn = task["taskArn"]
             cluster = config.ecs_cluster_name
-            with _live_tasks_lock:
-                _live_tasks[task_arn] = (clients, cluster)
+            task = await _in_thread(_run_and_track, clients, request)
+            task_arn = task["taskArn"]
             try:
                 await self._set_job_handle({"task_arn": task_arn, "cluster": cluster})
                 # 4. watch

@@ -45,8 +45,8 @@ def test_a_server_restart_stops_the_running_task_instead_of_orphaning_it(covalen
     stopping = time.monotonic()
     covalent_server.stop()
     task = _wait_for(
-        lambda: (t := _task_of(fresh_sandbox, dispatch_id)) and t["lastStatus"] == "STOPPED" and t, 30
-    )
+        lambda: (t := _task_of(fresh_sandbox, dispatch_id)) and t["lastStatus"] == "STOPPED" and t, 90
+    )  # `covalent stop` itself can take many seconds on a busy machine
     print(f"\nfault-matrix: server_restart task stopped {time.monotonic() - stopping:.1f} s after stop")
     assert task["stopCode"] == "UserInitiated"
     # A graceful stop cancels every running dispatch (Covalent's lifespan shutdown),

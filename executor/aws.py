@@ -29,7 +29,7 @@ from botocore.exceptions import (
 from covalent_ecs_runtime.contract import RUNNER_VERSION
 
 from .config import ExecutorConfig
-from .errors import AWSSetupError, ConfigError, ECSExecutorError
+from .errors import AWSSetupError, ConfigError, ECSExecutorError, LaunchError
 
 # Every boto3 call runs in a thread; one pool shared by all executors in the process,
 # sized for many concurrent tasks (asyncio's default pool has only cpu_count + 4).
@@ -97,7 +97,7 @@ class Clients:
             raise AttributeError(service)
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = self._session.client(
+                client = self._session.client(
                     service,
                     endpoint_url=self.settings.endpoint_url or None,
                     config=Config(
@@ -109,6 +109,11 @@ class Clients:
                         user_agent_extra=f"covalent-ecs-executor/{RUNNER_VERSION}",
                     ),
                 )
+                # First in line, so botocore's own retry handlers (and adaptive mode's
+                # rate limiter) see ECS's disguised throttling as throttling.
+                event = f"needs-retry.{client.meta.service_model.service_id.hyphenize()}"
+                client.meta.events.register_first(event, mark_disguised_throttling)
+                self._clients[service] = client
             return self._clients[service]
 
     @functools.cached_property
@@ -179,6 +184,11 @@ def translate_client_error(err: ClientError, action: str) -> ECSExecutorError:
             "credentials/profile and the IAM policy of the identity in use "
             "(README: 'IAM roles and policies')."
         )
+    if is_throttling(err):
+        return LaunchError(
+            f"could not {action}: AWS kept throttling the call ({code}: {message}) through "
+            "every retry. Raise max_attempts, or start fewer tasks at once."
+        )
     if code == "NoSuchBucket":
         return AWSSetupError(
             f"could not {action}: the bucket does not exist ({message}). Create it or set "
@@ -217,6 +227,31 @@ _THROTTLE_CODES = {
 }
 
 
+_DISGUISED_THROTTLING_CODES = {"ClientException", "InvalidParameterException"}
+RATE_EXCEEDED = "Rate exceeded"
+
+
+def mark_disguised_throttling(response: Any = None, **_: Any) -> None:
+    """``needs-retry`` hook: relabel ECS's throttling-in-disguise as ThrottlingException.
+
+    ECS sometimes answers a throttled call with ``ClientException`` or
+    ``InvalidParameterException`` and "Rate exceeded" (NOTES.md, AWS limits). botocore
+    only retries error codes it knows, so without this such a call fails at once. The
+    parsed response is rewritten in place (the original code is kept as
+    ``OriginalCode``); botocore's standard/adaptive handlers then back off, count the
+    attempt against ``max_attempts`` and slow the client's send rate, as for any
+    throttling. Returns None: the retry decision stays botocore's.
+    """
+    if not response or len(response) < 2 or not isinstance(response[1], dict):
+        return
+    error = response[1].get("Error") or {}
+    if error.get("Code") in _DISGUISED_THROTTLING_CODES and RATE_EXCEEDED in str(
+        error.get("Message", "")
+    ):
+        error["OriginalCode"] = error["Code"]
+        error["Code"] = "ThrottlingException"
+
+
 def is_throttling(err: BaseException) -> bool:
     """True for throttling, including ECS's disguised kind.
 
@@ -226,4 +261,4 @@ def is_throttling(err: BaseException) -> bool:
     if not isinstance(err, ClientError):
         return False
     message = str(err.response.get("Error", {}).get("Message", ""))
-    return error_code(err) in _THROTTLE_CODES or "Rate exceeded" in message
+    return error_code(err) in _THROTTLE_CODES or RATE_EXCEEDED in message

@@ -45,6 +45,13 @@ def sandbox(
         float,
         typer.Option(help="Seconds from a container's exit to its task being STOPPED.", min=0),
     ] = 0.3,
+    aws_limits: Annotated[
+        bool,
+        typer.Option(
+            "--aws-limits",
+            help="Throttle ECS calls like AWS (per-account token buckets, e.g. RunTask 100 burst, 40/s).",
+        ),
+    ] = False,
 ) -> None:
     """Run a local AWS API and Fargate agent (no AWS account needed) until Ctrl-C."""
     try:
@@ -63,6 +70,7 @@ def sandbox(
             write_conf=str(write_conf) if write_conf else None,
             provision_delay_s=provision_delay,
             deprovision_delay_s=deprovision_delay,
+            aws_limits=aws_limits,
         )
     )
 

@@ -206,6 +206,31 @@ class ExecutorConfig(BaseModel):
             raise ValueError("give a number of seconds > 0, or -1 for no limit")
         return value
 
+    @field_validator("vcpu", "memory", "time_limit", "poll_freq", mode="before")
+    @classmethod
+    def number_is_not_a_bool(cls, value: Any) -> Any:
+        # pydantic reads True as 1: vcpu=True would silently become 1 vCPU.
+        if isinstance(value, bool):
+            raise ValueError("expected a number, not a boolean")
+        return value
+
+    @field_validator("cache_dir")
+    @classmethod
+    def cache_dir_is_writable(cls, value: str) -> str:
+        # Checked without creating anything: the folder, or the nearest folder above
+        # it that exists, must be writable (staging creates the rest on first use).
+        path = os.path.abspath(os.path.expanduser(value))
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError("exists and is not a folder; choose a writable folder")
+        existing = path
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise ValueError(f"{existing!r} is a file, not a folder; choose a writable folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"{existing!r} is not writable; choose a writable folder")
+        return value
+
     @field_validator("vcpu")
     @classmethod
     def vcpu_is_a_fargate_size(cls, value: float) -> float:

@@ -16,10 +16,13 @@ plain JSON (config values only); clients, pollers and caches live in module regi
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import functools
 import json
 import secrets
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,9 +41,44 @@ _EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
 
 _CANCEL_REASON = "Cancelled by Covalent"
 _TIME_LIMIT_REASON = "Time limit exceeded"
+_SHUTDOWN_REASON = "Covalent stopped watching the task"
+# get_cancel_requested() is a round trip to the server's database: ask at most this
+# often per task while it runs (Covalent's own cancel() stops a task at once when it
+# has the job handle; this catches a cancel that raced the handle).
+CANCEL_CHECK_INTERVAL_S = 2.0
 
 _aws_threads = ThreadPoolExecutor(max_workers=aws.MAX_AWS_THREADS, thread_name_prefix="covalent-ecs")
 _task_definitions = taskdefs.TaskDefinitionCache()
+
+# Tasks this process started and still watches: task ARN -> (clients, cluster). When
+# the process ends with tasks still running (a Covalent server stopped mid-dispatch),
+# they are stopped rather than left to run (and bill) with nobody to collect them.
+_live_tasks: dict[str, tuple[aws.Clients, str]] = {}
+_live_tasks_lock = threading.Lock()
+
+
+def _stop_task_now(clients: aws.Clients, cluster: str, task_arn: str, reason: str) -> None:
+    """StopTask from plain (non-async) code, best effort: used while shutting down."""
+    with contextlib.suppress(ECSExecutorError):
+        aws.call(clients.ecs.stop_task, "stop the task", cluster=cluster, task=task_arn, reason=reason)
+
+
+def _run_and_track(clients: aws.Clients, request: dict[str, Any]) -> dict[str, Any]:
+    """RunTask, and record the task as live in the same thread: if the coroutine that
+    asked is cancelled while RunTask is in flight, the task is still stopped at exit."""
+    task = launch.run_task(clients.ecs, request)
+    with _live_tasks_lock:
+        _live_tasks[task["taskArn"]] = (clients, request["cluster"])
+    return task
+
+
+@atexit.register
+def _stop_live_tasks() -> None:
+    with _live_tasks_lock:
+        live = list(_live_tasks.items())
+        _live_tasks.clear()
+    for task_arn, (clients, cluster) in live:
+        _stop_task_now(clients, cluster, task_arn, f"{_SHUTDOWN_REASON} (its process exited)")
 
 
 async def _in_thread(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -177,7 +215,7 @@ class ECSExecutor(AsyncBaseExecutor):
                 self._task_definition, config, clients, image_uri
             )
             definition_arn = await _task_definitions.arn(clients, definition, _in_thread)
-            # 3. launch
+            # 3. launch (paced: Fargate's launch bucket, see launch.LaunchPacer)
             request = launch.build_run_task_request(
                 config,
                 task_definition_arn=definition_arn,
@@ -187,12 +225,30 @@ class ECSExecutor(AsyncBaseExecutor):
                 node_id=node_id,
                 attempt=attempt,
             )
-            task = await _in_thread(launch.run_task, clients.ecs, request)
+            await launch.launch_pacer.acquire(request["count"])
+            if await self._cancel_requested():
+                raise TaskCancelledError(
+                    f"cancelled before launch: no ECS task was started for node {node_id}"
+                )
+            cluster = config.ecs_cluster_name
+            task = await _in_thread(_run_and_track, clients, request)
             task_arn = task["taskArn"]
-            await self._set_job_handle({"task_arn": task_arn, "cluster": config.ecs_cluster_name})
-            # 4. watch
-            watcher = poller.poller_for(clients, _in_thread)
-            described = await self._watch(config, clients, watcher, task_arn)
+            try:
+                await self._set_job_handle({"task_arn": task_arn, "cluster": cluster})
+                # 4. watch
+                watcher = poller.poller_for(clients, _in_thread)
+                described = await self._watch(config, clients, watcher, task_arn)
+            except asyncio.CancelledError:
+                # The server is shutting down (or Covalent dropped the node): nobody
+                # will collect this task's result, so don't leave it running.
+                _stop_task_now(
+                    clients, cluster, task_arn,
+                    f"{_SHUTDOWN_REASON} (dispatch {dispatch_id}, node {node_id})",
+                )  # fmt: skip
+                raise
+            finally:
+                with _live_tasks_lock:
+                    _live_tasks.pop(task_arn, None)
             # 5. collect
             envelope = await _in_thread(
                 staging.download_result, clients.s3, bucket, keys.result, config.cache_dir
@@ -226,26 +282,55 @@ class ECSExecutor(AsyncBaseExecutor):
         if getattr(self, "_send_queue", None) is not None:
             await self.set_job_handle(handle)
 
+    async def _cancel_requested(self) -> bool:
+        # Outside a Covalent server (direct calls, tests) nobody can ask to cancel.
+        if getattr(self, "_send_queue", None) is None:
+            return False
+        return bool(await self.get_cancel_requested())
+
     async def _watch(
         self, config: ExecutorConfig, clients: aws.Clients, watcher: poller.TaskPoller, task_arn: str
     ) -> dict[str, Any]:
-        watch = watcher.watch(config.ecs_cluster_name, task_arn, interval_s=config.poll_freq)
+        """The task once its container exited; stops it on time limit or cancel."""
+        loop = asyncio.get_running_loop()
+        watch = asyncio.ensure_future(
+            watcher.watch(config.ecs_cluster_name, task_arn, interval_s=config.poll_freq)
+        )
+        limit_s = config.time_limit_s
+        deadline = None if limit_s is None else loop.time() + limit_s
         try:
-            return await asyncio.wait_for(watch, timeout=config.time_limit_s)
-        except asyncio.TimeoutError:
-            await _in_thread(
-                aws.call,
-                clients.ecs.stop_task,
-                "stop the task after its time limit",
-                cluster=config.ecs_cluster_name,
-                task=task_arn,
-                reason=f"{_TIME_LIMIT_REASON} ({config.time_limit:g} s)",
-            )
-            raise TaskTimeoutError(
-                f"time limit exceeded: ECS task {task_arn} ran longer than "
-                f"time_limit={config.time_limit:g} s and was stopped. Raise time_limit or "
-                "set it to -1 for no limit."
-            ) from None
+            while True:
+                wait_s = CANCEL_CHECK_INTERVAL_S
+                if deadline is not None:
+                    wait_s = max(0.0, min(wait_s, deadline - loop.time()))
+                done, _ = await asyncio.wait({watch}, timeout=wait_s)
+                if done:
+                    return watch.result()
+                if deadline is not None and loop.time() >= deadline:
+                    await self._stop(config, clients, task_arn, f"{_TIME_LIMIT_REASON} ({limit_s:g} s)")
+                    raise TaskTimeoutError(
+                        f"time limit exceeded: ECS task {task_arn} ran longer than "
+                        f"time_limit={limit_s:g} s and was stopped. Raise time_limit or "
+                        "set it to -1 for no limit."
+                    )
+                if await self._cancel_requested():
+                    await self._stop(config, clients, task_arn, _CANCEL_REASON)
+                    raise TaskCancelledError(f"cancelled: ECS task {task_arn} was stopped")
+        finally:
+            if not watch.done():
+                watch.cancel()  # the poller stops watching this task
+
+    async def _stop(
+        self, config: ExecutorConfig, clients: aws.Clients, task_arn: str, reason: str
+    ) -> None:
+        await _in_thread(
+            aws.call,
+            clients.ecs.stop_task,
+            f"stop the task ({reason})",
+            cluster=config.ecs_cluster_name,
+            task=task_arn,
+            reason=reason,
+        )
 
     async def _explain_stop(
         self,

@@ -91,7 +91,8 @@ def classify_stopped_task(
     container_reason = container.get("reason") or ""
     stop_code = task.get("stopCode")
     stopped_reason = task.get("stoppedReason") or ""
-    reasons = " ".join(r for r in (container_reason, stopped_reason) if r)
+    # ECS often repeats the container's reason as the task's (e.g. OutOfMemoryError).
+    reasons = " ".join(dict.fromkeys(r for r in (container_reason, stopped_reason) if r))
     arn = task.get("taskArn", "")
     facts = dict(
         task_arn=arn,

@@ -7,8 +7,12 @@ asks for another size than the shared definition's.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from covalent_ecs_runtime import contract
@@ -25,6 +29,14 @@ MAX_CLIENT_TOKEN_CHARS = 64
 MAX_STARTED_BY_CHARS = 128
 TAG_DISPATCH_ID = "covalent:dispatch-id"
 TAG_NODE_ID = "covalent:node-id"
+
+# Fargate's task-launch token bucket per account and region: burst 100, refill 20/s
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/throttling.html, NOTES.md
+# "AWS limits"). RunTask's own bucket (burst 100, refill 40/s) is wider, so launches
+# are what a burst of tasks runs into. The pacer stays a little inside it: other
+# clients in the account and RunTask retries draw on the same bucket.
+LAUNCH_BURST = 90
+LAUNCH_RATE_PER_S = 19.0
 
 
 def client_token(dispatch_id: str, node_id: int | str, attempt: str) -> str:
@@ -94,6 +106,51 @@ def build_run_task_request(
             {"key": TAG_NODE_ID, "value": str(node_id)},
         ],
     }
+
+
+class LaunchPacer:
+    """A token bucket on our side of the wire: at most ``burst`` launches at once, then
+    ``rate_per_s``. Not a scheduler: every caller gets its launch, some a little later.
+
+    A thousand tasks dispatched together would otherwise hit Fargate's launch bucket
+    all at once; botocore's retries do absorb throttling, but its retry quota (a few
+    hundred throttled retries per client) would run out long before 900 tasks got
+    through, failing tasks. Thread-safe; callers on any event loop share one bucket.
+    """
+
+    def __init__(
+        self,
+        *,
+        burst: int = LAUNCH_BURST,
+        rate_per_s: float = LAUNCH_RATE_PER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.rate_per_s = rate_per_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._updated = clock()
+        self.waited_s = 0.0  # total time callers were held back (benchmarks read it)
+
+    def reserve(self, count: int = 1) -> float:
+        """Take ``count`` launches; return how many seconds to wait before using them."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate_per_s)
+            self._updated = now
+            self._tokens -= count  # may go negative: later callers queue behind
+            delay = max(0.0, -self._tokens / self.rate_per_s)
+            self.waited_s += delay
+            return delay
+
+    async def acquire(self, count: int = 1) -> None:
+        delay = self.reserve(count)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+launch_pacer = LaunchPacer()
 
 
 def run_task(ecs: Any, request: dict[str, Any]) -> dict[str, Any]:

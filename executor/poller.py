@@ -34,6 +34,10 @@ MISSING_GRACE_S = 30.0
 # the watchers are failed with the error.
 MAX_FAILED_CYCLES = 10
 MAX_BACKOFF_S = 20.0
+# ECS refills Describe*/List* at 20 calls/s per account (NOTES.md "AWS limits"). With
+# many tasks a cycle is many calls: stretch the cycle so the poller alone uses at
+# most half of that, leaving room for other clients (1000 tasks: 10 calls, 1 s).
+DESCRIBE_CALLS_PER_S = 10.0
 
 EXITED = "exited"
 STOPPED = "stopped"
@@ -100,7 +104,8 @@ class TaskPoller:
         backoff_s = 0.0
         while self._watches:
             interval_s = min(w.interval_s for ws in self._watches.values() for w in ws)
-            await asyncio.sleep(max(interval_s, backoff_s))
+            chunks = -(-len(self._watches) // DESCRIBE_TASKS_MAX_ARNS)
+            await asyncio.sleep(max(interval_s, chunks / DESCRIBE_CALLS_PER_S, backoff_s))
             try:
                 await self._cycle()
             except Exception as err:  # noqa: BLE001 - decided below, per kind

@@ -21,6 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-conf", help="set [executors.ecs] in this covalent.conf")
     parser.add_argument("--provision-delay", type=float, default=0.2, metavar="SECONDS")
     parser.add_argument("--deprovision-delay", type=float, default=0.3, metavar="SECONDS")
+    parser.add_argument(
+        "--aws-limits",
+        action="store_true",
+        help="throttle the API like AWS does (per-account token buckets; NOTES.md)",
+    )
     args = parser.parse_args(argv)
     return serve(
         host=args.host,
@@ -30,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         write_conf=args.write_conf,
         provision_delay_s=args.provision_delay,
         deprovision_delay_s=args.deprovision_delay,
+        aws_limits=args.aws_limits,
     )
 
 

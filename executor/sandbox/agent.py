@@ -21,6 +21,9 @@ code, TaskFailedToStart); StopTask (SIGTERM to the process group, SIGKILL after
 ``stop_timeout_s``; UserInitiated); memory over the task's limit (SIGKILL, exit 137,
 OutOfMemoryError), checked from /proc every ``memory_check_interval_s``.
 
+Scripted faults (faults.py) are picked per task when the agent adopts it, matched by
+the task's ``COVALENT_ECS_TASK`` label, and applied with the same words ECS uses.
+
 Only reads and writes moto objects (never HTTP), so nothing it does is counted.
 """
 
@@ -39,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .faults import Fault, FaultBook, task_label
 from .images import image_pull_error
 from .log_pump import AwsLogsSink, OutputPump, awslogs_stream_name
 from .moto_patches import utc_now
@@ -48,6 +52,8 @@ from .procs import exit_code_from_returncode, group_rss_bytes, signal_group
 STOP_CODE_EXITED = "EssentialContainerExited"
 STOP_CODE_FAILED_TO_START = "TaskFailedToStart"
 STOP_CODE_USER = "UserInitiated"
+STOP_CODE_SPOT = "SpotInterruption"
+REASON_SPOT = "Your Spot Task was interrupted."
 REASON_EXITED = "Essential container in task exited"
 REASON_OOM = "OutOfMemoryError: Container killed due to memory usage"
 EXIT_CODE_OOM = 137
@@ -120,10 +126,16 @@ class TaskRun:
     deprovision_started: float | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    label: str | None = None
+    fault: Fault | None = None
+    fault_due: float | None = None  # oom / spot_interruption: when it strikes
+    slow_start_done: bool = False
 
     def record(self) -> dict[str, Any]:
         return {
             "taskArn": self.task_arn,
+            "label": self.label,
+            "fault": self.fault.kind if self.fault else None,
             "lastStatus": self.task.last_status,
             "statusHistory": [{"status": s, "at": t} for s, t in self.history],
             "argv": self.argv,
@@ -144,9 +156,16 @@ class TaskRun:
 class FargateAgent:
     """Runs ECS tasks found in moto's backend as local processes (one thread)."""
 
-    def __init__(self, settings: AgentSettings, *, on_event: TaskEventListener | None = None):
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        on_event: TaskEventListener | None = None,
+        faults: FaultBook | None = None,
+    ):
         self.settings = settings
         self._on_event = on_event
+        self._faults = faults
         self._inbox: deque[tuple[str, Any]] = deque()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -240,6 +259,9 @@ class FargateAgent:
         )
         run.history.append(("PROVISIONING", time.time()))
         run.memory_limit_mib = _memory_limit_mib(task, definition)
+        run.label = task_label(_container_override(task, container.name).get("environment"))
+        if self._faults is not None:
+            run.fault = self._faults.take_task_fault(run.label, run.task_arn)
         if task.desired_status == "STOPPED":
             run.stop_requested = True
         with self._lock:
@@ -278,9 +300,21 @@ class FargateAgent:
 
     # -- starting -------------------------------------------------------------------
     def _launch(self, run: TaskRun, now: float) -> None:
-        # Per-task fault injection (a later issue: pull failures, capacity errors, slow
-        # starts chosen through the control API) belongs here, before the image check.
         task, container, definition = run.task, run.container, run.definition
+        fault = run.fault.kind if run.fault else None
+        if fault == "slow_start" and not run.slow_start_done:
+            assert run.fault is not None
+            run.slow_start_done = True  # the "image pull" takes delay_s longer
+            run.due = now + run.fault.delay_s
+            return
+        if fault == "pull_failure":
+            task.pull_stopped_at = utc_now()
+            self._fail_to_start(run, _injected_pull_error(definition.get("image", "")))
+            return
+        if fault == "start_failure":
+            task.pull_stopped_at = utc_now()
+            self._fail_to_start(run, _INJECTED_START_ERROR)
+            return
         pull_error = image_pull_error(definition.get("image", ""))
         task.pull_stopped_at = utc_now()
         if pull_error:
@@ -291,6 +325,9 @@ class FargateAgent:
             definition.get("entryPoint"),
             override["command"] if "command" in override else definition.get("command"),
         )
+        if fault == "exit_without_result":
+            assert run.fault is not None
+            run.argv = [sys.executable, "-c", _EXIT_WITHOUT_RESULT.format(code=run.fault.exit_code)]
         if not run.argv:
             self._fail_to_start(
                 run,
@@ -342,6 +379,9 @@ class FargateAgent:
         container.last_status = "RUNNING"
         self._set_status(run, "RUNNING")
         run.phase = "RUNNING"
+        if fault in ("oom", "spot_interruption"):
+            assert run.fault is not None
+            run.fault_due = now + run.fault.after_s
         self._emit("started", run)
 
     def _environment(
@@ -402,6 +442,9 @@ class FargateAgent:
     def _watch_running(self, run: TaskRun, now: float) -> None:
         process = run.process
         assert process is not None
+        if run.fault_due is not None and now >= run.fault_due:
+            run.fault_due = None
+            self._strike(run)
         if run.stop_requested and run.term_sent_at is None:
             signal_group(process.pid, signal.SIGTERM)
             run.term_sent_at = now
@@ -422,6 +465,21 @@ class FargateAgent:
         run.exited_at = now
         run.phase = "EXITED"
         self._finish_container(run, now)
+
+    def _strike(self, run: TaskRun) -> None:
+        """A running task's scripted fault: the OOM killer, or Spot reclaiming it."""
+        assert run.process is not None and run.fault is not None
+        if run.fault.kind == "oom":
+            run.oom = True
+            signal_group(run.process.pid, signal.SIGKILL)
+            return
+        task = run.task
+        if task.desired_status != "STOPPED":
+            task.desired_status = "STOPPED"
+            task.stop_code = STOP_CODE_SPOT
+            task.stopped_reason = REASON_SPOT
+            task.stopping_at = utc_now()
+        run.stop_requested = True  # SIGTERM, then SIGKILL after stop_timeout_s
 
     def _check_memory(self) -> None:
         limited = {
@@ -514,6 +572,30 @@ class FargateAgent:
         if self._on_event is not None:
             with contextlib.suppress(Exception):  # a listener must not break the agent
                 self._on_event(event, run)
+
+
+# What ECS reports for these causes (stopped-task error codes), marked as injected.
+_INJECTED_START_ERROR = (
+    "ResourceInitializationError: unable to pull secrets or registry auth: execution "
+    "resource retrieval failed: unable to retrieve secret from asm: There is a connection "
+    "issue between the task and AWS Secrets Manager (sandbox fault injection)"
+)
+
+
+def _injected_pull_error(image: str) -> str:
+    return (
+        f"CannotPullContainerError: pull image manifest has been retried 5 time(s): failed "
+        f"to resolve ref {image}: not found (sandbox fault injection)"
+    )
+
+
+# A container that exits without a result, leaving a few log lines behind.
+_EXIT_WITHOUT_RESULT = (
+    "import sys\n"
+    "print('starting work', flush=True)\n"
+    "print('fatal: the worker gave up (sandbox fault injection)', file=sys.stderr, flush=True)\n"
+    "sys.exit({code})\n"
+)
 
 
 def _container_override(task: Any, container_name: str) -> dict[str, Any]:

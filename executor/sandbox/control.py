@@ -5,9 +5,13 @@
     GET  /_sandbox/calls         {"ecs.RunTask": 3, ...} API calls made by clients
     POST /_sandbox/calls/reset   zero the counts
     GET  /_sandbox/tasks         the agent's record of every task (secrets masked)
+    GET  /_sandbox/faults        scripted faults and how often each was used
+    POST /_sandbox/faults        add faults: a JSON object or list (faults.py); 400 if bad
+    POST /_sandbox/faults/clear  remove every fault
+    GET  /_sandbox/limits        AWS's token buckets (limits.py), {"enabled": false} if off
 
-New endpoints (fault injection per task, throttling settings) are one entry in
-``ControlAPI.routes`` each. Plain WSGI + JSON: no framework, no state of its own.
+Each endpoint is one entry in ``ControlAPI.routes``. Plain WSGI + JSON: no
+framework, no state of its own.
 """
 
 from __future__ import annotations
@@ -36,6 +40,26 @@ class SandboxState(Protocol):
 
     def health(self) -> dict[str, Any]: ...
 
+    def add_faults(self, specs: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+    def faults(self) -> list[dict[str, Any]]: ...
+
+    def clear_faults(self) -> None: ...
+
+    def limits(self) -> dict[str, Any]: ...
+
+
+class BadRequest(ValueError):
+    """The caller sent something the endpoint cannot use (HTTP 400)."""
+
+
+def read_json(environ: dict[str, Any]) -> Any:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        return json.loads(environ["wsgi.input"].read(length) if length else b"null")
+    except ValueError as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from exc
+
 
 Handler = Callable[[dict[str, Any]], Any]
 
@@ -48,7 +72,30 @@ class ControlAPI:
             ("GET", "calls"): lambda environ: state.calls(),
             ("POST", "calls/reset"): self._reset(state),
             ("GET", "tasks"): lambda environ: state.tasks(),
+            ("GET", "faults"): lambda environ: state.faults(),
+            ("POST", "faults"): self._add_faults(state),
+            ("POST", "faults/clear"): self._clear_faults(state),
+            ("GET", "limits"): lambda environ: state.limits(),
         }
+
+    @staticmethod
+    def _add_faults(state: SandboxState) -> Handler:
+        def add(environ: dict[str, Any]) -> Any:
+            body = read_json(environ)
+            try:
+                return state.add_faults(body if isinstance(body, list) else [body])
+            except ValueError as exc:  # faults.FaultSpecError
+                raise BadRequest(str(exc)) from exc
+
+        return add
+
+    @staticmethod
+    def _clear_faults(state: SandboxState) -> Handler:
+        def clear(environ: dict[str, Any]) -> Any:
+            state.clear_faults()
+            return {"cleared": True}
+
+        return clear
 
     @staticmethod
     def _reset(state: SandboxState) -> Handler:
@@ -68,6 +115,8 @@ class ControlAPI:
         else:
             try:
                 status, body = "200 OK", handler(environ)
+            except BadRequest as exc:
+                status, body = "400 Bad Request", {"error": str(exc)}
             except Exception as exc:  # noqa: BLE001 - reported to the caller
                 status, body = "500 Internal Server Error", {"error": repr(exc)}
         data = json.dumps(body, default=str).encode()

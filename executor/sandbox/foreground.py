@@ -60,6 +60,7 @@ def serve(
     write_conf: str | None = None,
     provision_delay_s: float = 0.2,
     deprovision_delay_s: float = 0.3,
+    aws_limits: bool = False,
     echo: Echo = _echo,
 ) -> int:
     stop = threading.Event()
@@ -80,6 +81,7 @@ def serve(
         state_dir=state_dir,
         provision_delay_s=provision_delay_s,
         deprovision_delay_s=deprovision_delay_s,
+        aws_limits=aws_limits,
         on_task_event=lambda event, run: echo(describe_task_event(event, run)),
     )
     try:
@@ -87,6 +89,8 @@ def serve(
         config = sandbox.executor_config
         echo(f"covalent-ecs sandbox: AWS API and local Fargate agent at {sandbox.endpoint_url}")
         echo(f"(started in {sandbox.started_in_s:.2f} s; state in {sandbox.state_dir})")
+        if aws_limits:
+            echo("AWS API rate limits are on: ECS calls beyond AWS's token buckets get 'Rate exceeded'")
         echo("")
         echo("Add this to covalent.conf (or use --write-conf):")
         echo("")

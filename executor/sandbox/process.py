@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -36,14 +37,20 @@ class SandboxClient:
         self._timeout_s = timeout_s
         self._config: dict[str, Any] | None = None
 
-    def _request(self, method: str, name: str) -> Any:
+    def _request(self, method: str, name: str, body: Any = None) -> Any:
         request = urllib.request.Request(
             f"{self.endpoint_url}{CONTROL_PREFIX}{name}",
             method=method,
-            data=b"" if method == "POST" else None,
+            data=(json.dumps(body).encode() if body is not None else b"") if method == "POST" else None,
+            headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
-            return json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            if err.code == 400:  # e.g. a fault the sandbox does not understand
+                raise ValueError(json.loads(err.read()).get("error", str(err))) from err
+            raise
 
     @property
     def executor_config(self) -> dict[str, Any]:
@@ -62,6 +69,22 @@ class SandboxClient:
 
     def tasks(self) -> list[dict[str, Any]]:
         return self._request("GET", "tasks")
+
+    def add_fault(self, kind: str, *, label: str | None = None, times: int = 1, **params: Any) -> dict[str, Any]:
+        """Script a fault (see faults.py) for the next ``times`` tasks/calls matching ``label``."""
+        return self.add_faults([{"kind": kind, "label": label, "times": times, **params}])[0]
+
+    def add_faults(self, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._request("POST", "faults", specs)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._request("GET", "faults")
+
+    def clear_faults(self) -> None:
+        self._request("POST", "faults/clear")
+
+    def limits(self) -> dict[str, Any]:
+        return self._request("GET", "limits")
 
     def client(self, service: str, *, internal: bool = False) -> Any:
         """A boto3 client for ``service`` pointed at the sandbox (counted unless internal)."""
@@ -82,8 +105,10 @@ class SandboxProcess:
         stop_timeout_s: float = 15.0,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
+        aws_limits: bool = False,
     ) -> None:
         self._port = port
+        self._aws_limits = aws_limits
         self._given_state_dir = state_dir
         self._delays = (provision_delay_s, deprovision_delay_s)
         self._startup_timeout_s = startup_timeout_s
@@ -112,6 +137,8 @@ class SandboxProcess:
             argv += ["--provision-delay", str(provision)]
         if deprovision is not None:
             argv += ["--deprovision-delay", str(deprovision)]
+        if self._aws_limits:
+            argv.append("--aws-limits")
         env = dict(os.environ if self._env is None else self._env)
         # The package imports covalent, which writes its config/db under $HOME unless
         # told otherwise: keep the child's inside the state dir.

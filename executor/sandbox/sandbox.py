@@ -2,7 +2,8 @@
 
 Starting one resets moto's in-process backends, patches moto (moto_patches.py),
 starts the HTTP server (server.py) and the agent (agent.py), then seeds the account
-(seed.py). Stopping it kills every task process it started, stops both threads and
+(seed.py). With ``aws_limits=True`` the API throttles like AWS (limits.py); faults
+for chosen tasks or calls are scripted with ``add_fault`` (faults.py). Stopping it kills every task process it started, stops both threads and
 removes its state directory if it made one. moto's backends are process-global, so
 only one Sandbox may run per process at a time (use ``SandboxProcess`` for more).
 """
@@ -21,8 +22,10 @@ from .agent import AgentSettings, FargateAgent, TaskEventListener
 from .calls import CallCounter
 from .clients import make_client
 from .control import ControlAPI
+from .faults import FaultBook
+from .limits import AwsLimits
 from .seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, seed
-from .server import ApiServer, SandboxMiddleware
+from .server import ApiServer, FaultPolicy, SandboxMiddleware, ThrottlingPolicy
 
 _running_lock = threading.Lock()
 
@@ -43,6 +46,7 @@ class Sandbox:
         stop_timeout_s: float = 2.0,
         enforce_memory: bool = True,
         on_task_event: TaskEventListener | None = None,
+        aws_limits: bool = False,
     ) -> None:
         self._host = host
         self._port = port
@@ -55,6 +59,9 @@ class Sandbox:
         }
         self._on_task_event = on_task_event
         self._counter = CallCounter()
+        self._faults = FaultBook()
+        self.aws_limits = aws_limits
+        self._limits: AwsLimits | None = None
         self._server: ApiServer | None = None
         self._agent: FargateAgent | None = None
         self._config: dict[str, Any] | None = None
@@ -94,6 +101,12 @@ class Sandbox:
         middleware = SandboxMiddleware(
             control=ControlAPI(self), counter=self._counter, server_host=self._host
         )
+        if self.aws_limits:
+            self._limits = AwsLimits()
+            middleware.request_policies.append(ThrottlingPolicy(self._limits, self._counter))
+        middleware.request_policies.append(
+            FaultPolicy(self._faults, self._counter, middleware.downstream)
+        )
         self._server = ApiServer(middleware, host=self._host, port=self._port)
         self._agent = FargateAgent(
             AgentSettings(
@@ -104,6 +117,7 @@ class Sandbox:
                 **self._agent_options,
             ),
             on_event=self._on_task_event,
+            faults=self._faults,
         )
         moto_patches.install(self._agent)
         self._server.start()
@@ -164,11 +178,29 @@ class Sandbox:
     def tasks(self) -> list[dict[str, Any]]:
         return self._agent.records() if self._agent is not None else []
 
+    def add_fault(self, kind: str, *, label: str | None = None, times: int = 1, **params: Any) -> dict[str, Any]:
+        """Script a fault (faults.py) for the next ``times`` tasks/calls matching ``label``."""
+        return self._faults.add({"kind": kind, "label": label, "times": times, **params})[0]
+
+    def add_faults(self, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._faults.add(specs)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._faults.records()
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def limits(self) -> dict[str, Any]:
+        """AWS's token buckets as the sandbox enforces them ({"enabled": False} if off)."""
+        return self._limits.state() if self._limits is not None else {"enabled": False}
+
     def health(self) -> dict[str, Any]:
         return {
             "status": "ok" if self._config is not None else "starting",
             "endpoint_url": self.endpoint_url,
             "tasks_active": self._agent.running_count() if self._agent is not None else 0,
+            "aws_limits": self.aws_limits,
             "pid": os.getpid(),
         }
 

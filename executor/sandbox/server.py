@@ -5,10 +5,11 @@
 1. ``/_sandbox/...`` goes to the control API (control.py);
 2. every other request is named (calls.py) and counted, unless it carries the
    sandbox's own User-Agent marker (seed, ``Sandbox.client(internal=True)``);
-3. then each of ``request_policies`` may answer instead of moto. This is where API
-   throttling (token buckets per operation, NOTES.md "AWS limits") and fault
-   injection will plug in: a policy gets ``(operation, environ)`` and returns a WSGI
-   response iterable after calling ``start_response`` itself, or None to pass.
+3. then each of ``request_policies`` may answer instead of moto: a policy gets
+   ``(operation, environ, start_response)`` and returns a WSGI response iterable
+   after calling ``start_response`` itself, or None to pass. Two exist:
+   ``ThrottlingPolicy`` (AWS's token buckets, limits.py, with ``aws_limits``) and
+   ``FaultPolicy`` (scripted request faults, faults.py);
 4. everything else goes to moto's ``DomainDispatcherApplication``.
 
 ``ApiServer`` runs it on a werkzeug threaded server (one thread per request) bound
@@ -17,8 +18,13 @@ to the given host (127.0.0.1 by default) in a background thread.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import socket
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,6 +37,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from .calls import CallCounter, classify_request, is_sandbox_internal
 from .control import CONTROL_PREFIX, ControlAPI
+from .faults import FaultBook
+from .limits import AwsLimits
 
 RequestPolicy = Callable[[str, dict[str, Any], Any], "Iterable[bytes] | None"]
 
@@ -56,6 +64,135 @@ class SandboxMiddleware:
             if answer is not None:
                 return answer
         return self._moto(environ, start_response)
+
+    def downstream(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """moto itself, for policies that let a call happen and then interfere."""
+        return self._moto(environ, start_response)
+
+
+def _drain(environ: dict[str, Any]) -> None:
+    # Read an unanswered request's body, so a kept-alive connection stays in step.
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    if length > 0:
+        environ["wsgi.input"].read(length)
+
+
+# ECS's RunTask `failures` reason when Fargate has no capacity for the request.
+CAPACITY_UNAVAILABLE = (
+    "Capacity is unavailable at this time. Please try again later or in a different "
+    "availability zone"
+)
+
+
+def json_answer(start_response: Any, document: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(document).encode()
+    start_response(
+        "200 OK",
+        [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", str(uuid.uuid4())),
+         ("Content-Length", str(len(body)))],
+    )  # fmt: skip
+    return [body]
+
+
+def json_error(start_response: Any, code: str, message: str, status: str = "400 Bad Request") -> list[bytes]:
+    """An error as ECS (awsJson1_1) answers it."""
+    body = json.dumps({"__type": code, "message": message}).encode()
+    start_response(
+        status,
+        [
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("x-amzn-ErrorType", code),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+            ("Content-Length", str(len(body))),
+        ],
+    )
+    return [body]
+
+
+def s3_error(start_response: Any, status: int) -> list[bytes]:
+    code, message = {
+        500: ("InternalError", "We encountered an internal error. Please try again."),
+        503: ("SlowDown", "Please reduce your request rate."),
+    }[status]
+    request_id = uuid.uuid4().hex[:16].upper()
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        f"<RequestId>{request_id}</RequestId></Error>"
+    ).encode()
+    reason = {500: "Internal Server Error", 503: "Service Unavailable"}[status]
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),
+         ("Content-Length", str(len(body)))],
+    )  # fmt: skip
+    return [body]
+
+
+class ThrottlingPolicy:
+    """Refuses calls AWS's token buckets would refuse (limits.py)."""
+
+    def __init__(self, limits: AwsLimits, counter: CallCounter) -> None:
+        self.limits = limits
+        self.counter = counter
+
+    def __call__(self, operation: str, environ: dict[str, Any], start_response: Any) -> Any:
+        if is_sandbox_internal(environ):
+            return None
+        code = self.limits.refusal(operation, environ)
+        if code is None:
+            return None
+        self.counter.add(f"throttled.{operation}")
+        _drain(environ)
+        return json_error(start_response, code, "Rate exceeded")
+
+
+class FaultPolicy:
+    """Applies scripted request faults (faults.py): throttle, s3_error, lost_response,
+    slow_response."""
+
+    def __init__(self, book: FaultBook, counter: CallCounter, downstream: Any) -> None:
+        self.book = book
+        self.counter = counter
+        self.downstream = downstream
+
+    def __call__(self, operation: str, environ: dict[str, Any], start_response: Any) -> Any:
+        if is_sandbox_internal(environ):
+            return None
+        fault = self.book.take_request_fault(operation, environ)
+        if fault is None:
+            return None
+        self.counter.add(f"fault.{fault.kind}.{operation}")
+        if fault.kind == "throttle":
+            _drain(environ)
+            code = fault.codes[(fault.used - 1) % len(fault.codes)] if fault.codes else "ThrottlingException"
+            return json_error(start_response, code, "Rate exceeded")
+        if fault.kind == "s3_error":
+            _drain(environ)
+            return s3_error(start_response, fault.status)
+        if fault.kind == "capacity_unavailable":
+            _drain(environ)
+            return json_answer(start_response, {"tasks": [], "failures": [{"reason": CAPACITY_UNAVAILABLE}]})
+        if fault.kind == "slow_response":
+            time.sleep(fault.delay_s)  # this request's own server thread
+            return None
+        return self._lose_response(environ, start_response)
+
+    def _lose_response(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # The call happens (moto runs it to the end), then the connection is cut before
+        # a byte of the answer is sent: what a client sees when a response is lost.
+        for _chunk in self.downstream(environ, lambda *args, **kwargs: None):
+            pass
+        sock = environ.get("werkzeug.socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        # werkzeug's handler ignores the broken connection when it tries to answer.
+        start_response("500 Internal Server Error", [("Content-Length", "0")])
+        return []
 
 
 class ApiServer:

@@ -1,4 +1,13 @@
-"""Configuration: precedence, defaults and rejection of bad input before any AWS call."""
+"""Configuration: precedence, defaults and rejection of bad input before any AWS call.
+
+What cannot be checked before an AWS call is checked by the first one and named there:
+a bucket, cluster, log group or role that does not exist (AWSSetupError naming it), a
+bucket owned by another account (S3 answers 403: "AWS denied access", naming the
+bucket and the IAM policy to check), a subnet in another VPC than the security group
+(RunTask's failure reason). Everything below needs no network.
+"""
+
+import os
 
 import pytest
 
@@ -92,6 +101,16 @@ BAD_INPUTS = [
     ({"assign_public_ip": "maybe"}, "assign_public_ip='maybe'"),
     ({"memroy": 1}, "unknown argument 'memroy'; did you mean 'memory'?"),
     ({"subnet": "subnet-0123abcd"}, "unknown argument 'subnet'"),
+    ({"vcpu": True}, "vcpu=True: expected a number, not a boolean"),
+    ({"time_limit": -5}, "time_limit=-5: give a number of seconds > 0, or -1 for no limit"),
+    ({"max_attempts": 51}, "max_attempts=51"),
+    ({"poll_freq": "fast"}, "poll_freq='fast'"),
+    ({"environment": {"A": 1}}, "environment.A=1: Input should be a valid string"),
+    ({"ecs_task_log_group_name": "bad group!"}, "ecs_task_log_group_name='bad group!'"),
+    ({"ecs_task_execution_role_name": ""}, "expected an IAM role name or a role ARN"),
+    ({"memory": -1}, "memory=-1 GB is not offered with vcpu=0.25"),
+    ({"cache_dir": __file__}, "cache_dir=" + repr(__file__) + ": exists and is not a folder"),
+    ({"cache_dir": os.path.join(__file__, "cache")}, "is a file, not a folder"),
 ]
 
 
@@ -100,6 +119,14 @@ def test_bad_input_is_rejected_naming_the_key(given, message):
     with pytest.raises(ConfigError) as caught:
         ECSExecutor(**given)
     assert message in str(caught.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_cache_dir_is_rejected_before_any_aws_call(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(ConfigError, match="is not writable; choose a writable folder"):
+        ECSExecutor(cache_dir=str(locked / "cache"))
 
 
 def test_an_unknown_key_in_the_file_is_named():

@@ -24,6 +24,12 @@ def test_oom_kill_is_reported_with_a_memory_hint():
     assert error.exit_code == 137
 
 
+def test_a_reason_ecs_repeats_for_task_and_container_is_said_once():
+    reason = "OutOfMemoryError: Container killed due to memory usage"
+    error = classify_stopped_task(stopped("EssentialContainerExited", reason, 137, reason))
+    assert str(error).count(reason) == 1
+
+
 def test_image_pull_failure_names_the_image_and_the_route():
     error = classify_stopped_task(
         stopped("TaskFailedToStart", "CannotPullContainerError: pull image manifest has been retried 5 time(s): not found"),

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit demo sandbox lint clean
+.PHONY: install test test-unit demo sandbox lint clean publish-image
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,10 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Build the runner image without Docker and push it (ECR of [executors.ecs] by default).
+# Pass flags through PUBLISH_ARGS, e.g.
+#   make publish-image PUBLISH_ARGS="--registry https://ghcr.io --repository me/covalent-runner"
+PUBLISH_ARGS ?=
+publish-image: install
+	$(VENV)/bin/covalent-ecs publish-image $(PUBLISH_ARGS)

@@ -63,6 +63,68 @@ def sandbox(
     )
 
 
+@app.command("publish-image")
+def publish_image(
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            help="Push to this registry (https://host[:port], or http:// for 127.0.0.1) "
+            "instead of ECR. Credentials: COVALENT_ECS_REGISTRY_USERNAME/PASSWORD or "
+            "~/.docker/config.json.",
+        ),
+    ] = None,
+    repository: Annotated[
+        str | None,
+        typer.Option(help="Repository name (default: ecr_repo_name from [executors.ecs])."),
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(
+            help="Tag (default: this version's runner tag, the one the executor uses); "
+            "<tag>-<digest prefix> is pushed too."
+        ),
+    ] = None,
+    base_image: Annotated[
+        str | None,
+        typer.Option(
+            help="Base image with the client's Python minor "
+            "(default: public.ecr.aws/docker/library/python:3.X-slim)."
+        ),
+    ] = None,
+    platform: Annotated[
+        list[str] | None,
+        typer.Option(help="linux/amd64, linux/arm64 (repeat or comma-separate; default: both)."),
+    ] = None,
+) -> None:
+    """Build the runner image without Docker and push it; prints the pushed reference last."""
+    from . import publish
+    from .errors import ECSExecutorError
+
+    def report(line: str) -> None:
+        typer.echo(line, err=True)
+
+    try:
+        platforms = publish.parse_platforms(platform or [])
+        config = publish.configured_executor()
+        repo = repository or config.ecr_repo_name
+        if registry:
+            target = publish.registry_target(registry, repo)
+        else:
+            from . import aws
+
+            target = publish.ecr_target(aws.clients_for(config), repo, report)
+        try:
+            result = publish.publish(
+                target, tag=tag, base_image=base_image, platforms=platforms, report=report
+            )
+        finally:
+            target.client.close()
+    except ECSExecutorError as err:
+        typer.echo(f"error: [{type(err).__name__}] {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(result.reference)
+
+
 @app.callback()
 def _root() -> None:
     """Tools for the Covalent ECS Fargate executor."""

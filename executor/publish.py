@@ -336,7 +336,7 @@ def build_images(
 
 # -- pushing ------------------------------------------------------------------------
 def _mb(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
 
 
 def _push_blobs(
@@ -387,7 +387,7 @@ def _push_blobs(
             seconds = max(time.monotonic() - started, 1e-6)
             result.uploaded_blobs += 1
             result.uploaded_bytes += blob.size
-            report(f"{label}: uploaded in {seconds:.1f} s ({blob.size / 1e6 / seconds:.1f} MB/s)")
+            report(f"{label}: uploaded in {seconds:.2f} s ({_mb(int(blob.size / seconds))}/s)")
 
 
 def _push_manifests(

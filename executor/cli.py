@@ -68,6 +68,7 @@ def publish_image(
     registry: Annotated[
         str | None,
         typer.Option(
+            metavar="URL",
             help="Push to this registry (https://host[:port], or http:// for 127.0.0.1) "
             "instead of ECR. Credentials: COVALENT_ECS_REGISTRY_USERNAME/PASSWORD or "
             "~/.docker/config.json.",
@@ -75,25 +76,33 @@ def publish_image(
     ] = None,
     repository: Annotated[
         str | None,
-        typer.Option(help="Repository name (default: ecr_repo_name from [executors.ecs])."),
+        typer.Option(
+            metavar="NAME",
+            help="Repository name (default: ecr_repo_name of covalent.conf's executors.ecs).",
+        ),
     ] = None,
     tag: Annotated[
         str | None,
         typer.Option(
+            metavar="TAG",
             help="Tag (default: this version's runner tag, the one the executor uses); "
-            "<tag>-<digest prefix> is pushed too."
+            "<tag>-<digest prefix> is pushed too.",
         ),
     ] = None,
     base_image: Annotated[
         str | None,
         typer.Option(
+            metavar="REF",
             help="Base image with the client's Python minor "
-            "(default: public.ecr.aws/docker/library/python:3.X-slim)."
+            "(default: public.ecr.aws/docker/library/python:3.X-slim).",
         ),
     ] = None,
     platform: Annotated[
         list[str] | None,
-        typer.Option(help="linux/amd64, linux/arm64 (repeat or comma-separate; default: both)."),
+        typer.Option(
+            metavar="PLATFORM",
+            help="linux/amd64, linux/arm64 (repeat or comma-separate; default: both).",
+        ),
     ] = None,
 ) -> None:
     """Build the runner image without Docker and push it; prints the pushed reference last."""

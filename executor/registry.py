@@ -166,7 +166,8 @@ class RegistryClient:
             if credentials
             else None
         )
-        self._tokens: dict[str, str] = {}
+        self._tokens: dict[str, str] = {}  # Bearer tokens by scope
+        self._send_basic = False  # set once the registry has asked for Basic auth
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=10.0))
 
     def close(self) -> None:
@@ -225,7 +226,7 @@ class RegistryClient:
     def _auth_header(self, scope: str) -> str | None:
         if scope in self._tokens:
             return f"Bearer {self._tokens[scope]}"
-        if self._basic and self._tokens.get("__basic__"):
+        if self._basic and self._send_basic:
             return f"Basic {self._basic}"
         return None
 
@@ -236,7 +237,7 @@ class RegistryClient:
         if scheme.lower() == "basic":
             if not self._basic:
                 return False
-            self._tokens["__basic__"] = "1"
+            self._send_basic = True
             return True
         if scheme.lower() != "bearer":
             return False

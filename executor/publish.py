@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ ENV_PASSWORD = "COVALENT_ECS_REGISTRY_PASSWORD"
 LABEL_PREFIX = "io.covalent-ecs"
 
 Report = Callable[[str], None]
+
+# OCI distribution spec tag grammar; 115 leaves room for "-<12 hex digits>".
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,114}$")
 
 
 def default_base_image() -> str:
@@ -426,6 +430,11 @@ def publish(
     """Build the runner image for ``platforms`` on ``base_image`` and push it to ``target``."""
     started = time.monotonic()
     tag = tag or contract.runner_image_tag()
+    if not _TAG_RE.match(tag):
+        raise ECSExecutorError(
+            f"--tag {tag!r} is not a valid tag: use letters, digits, '_', '.', '-' (not "
+            "first), at most 115 characters (the digest-suffixed tag adds 13)"
+        )
     platforms = platforms or list(DEFAULT_PLATFORMS)
     base = Reference.parse(base_image or default_base_image())
     cache = cache_dir()

@@ -238,6 +238,9 @@ def test_bad_flags_are_rejected_with_the_valid_choices(registry: Registry) -> No
     bad_platform = publish_image("--registry", registry.url, "--platform", "linux/s390x")
     assert bad_platform.returncode == 1
     assert "linux/amd64, linux/arm64" in bad_platform.stderr
+    bad_tag = publish_image("--registry", registry.url, "--tag", "-bad:tag")
+    assert bad_tag.returncode == 1
+    assert "--tag '-bad:tag' is not a valid tag" in bad_tag.stderr
     plain_http = publish_image("--registry", "http://registry.example.com")
     assert plain_http.returncode == 1
     assert "plain HTTP is only allowed for 127.0.0.1/localhost" in plain_http.stderr

@@ -45,3 +45,27 @@ def test_ecr_target_without_credentials_says_so(fresh_sandbox: Any) -> None:
     config = build_config({**fresh_sandbox.executor_config, "credentials": "", "profile": ""}, {})
     with pytest.raises(AWSSetupError, match="no AWS credentials found"):
         publish.ecr_target(aws.clients_for(config), "runner-published", print)
+
+
+def test_publish_image_to_ecr_without_credentials_fails_with_what_to_set(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("covalent-ecs")), "publish-image"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        # No credentials anywhere (tests/conftest.py empties the AWS files and env), and
+        # a covalent.conf of its own (the e2e tests write the sandbox's into the shared one).
+        env={
+            **os.environ,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "COVALENT_CONFIG_DIR": str(tmp_path / "covalent-config"),
+        },
+    )
+    assert result.returncode == 1
+    assert "could not look up the ECR repository: no AWS credentials found" in result.stderr
+    assert result.stdout == ""

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit demo sandbox lint clean
+.PHONY: install test test-unit demo sandbox lint clean publish-image runner-requirements
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,16 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Build the runner image without Docker and push it (ECR of [executors.ecs] by default).
+# Pass flags through PUBLISH_ARGS, e.g.
+#   make publish-image PUBLISH_ARGS="--registry https://ghcr.io --repository me/covalent-runner"
+PUBLISH_ARGS ?=
+publish-image: install
+	$(VENV)/bin/covalent-ecs publish-image $(PUBLISH_ARGS)
+
+# The runner's pinned dependencies (this client's versions) for `docker build` (Dockerfile).
+runner-requirements: install
+	mkdir -p build
+	$(PY) -c "from covalent_ecs_executor.layers import pinned_requirements as p; print(*p(), sep='\\n')" > build/runner-requirements.txt
+	@echo "wrote build/runner-requirements.txt"

@@ -315,6 +315,75 @@ def doctor(
             else f"\n{len(checks)} checks: all passed"
         )
     raise typer.Exit(0 if report["ok"] else 1)
+@app.command("publish-image")
+def publish_image(
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Push to this registry (https://host[:port], or http:// for 127.0.0.1) "
+            "instead of ECR. Credentials: COVALENT_ECS_REGISTRY_USERNAME/PASSWORD or "
+            "~/.docker/config.json.",
+        ),
+    ] = None,
+    repository: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Repository name (default: ecr_repo_name of covalent.conf's executors.ecs).",
+        ),
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TAG",
+            help="Tag (default: this version's runner tag, the one the executor uses); "
+            "<tag>-<digest prefix> is pushed too.",
+        ),
+    ] = None,
+    base_image: Annotated[
+        str | None,
+        typer.Option(
+            metavar="REF",
+            help="Base image with the client's Python minor "
+            "(default: public.ecr.aws/docker/library/python:3.X-slim).",
+        ),
+    ] = None,
+    platform: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="PLATFORM",
+            help="linux/amd64, linux/arm64 (repeat or comma-separate; default: both).",
+        ),
+    ] = None,
+) -> None:
+    """Build the runner image without Docker and push it; prints the pushed reference last."""
+    from . import publish
+    from .errors import ECSExecutorError
+
+    def report(line: str) -> None:
+        typer.echo(line, err=True)
+
+    try:
+        platforms = publish.parse_platforms(platform or [])
+        config = publish.configured_executor()
+        repo = repository or config.ecr_repo_name
+        if registry:
+            target = publish.registry_target(registry, repo)
+        else:
+            from . import aws
+
+            target = publish.ecr_target(aws.clients_for(config), repo, report)
+        try:
+            result = publish.publish(
+                target, tag=tag, base_image=base_image, platforms=platforms, report=report
+            )
+        finally:
+            target.client.close()
+    except ECSExecutorError as err:
+        typer.echo(f"error: [{type(err).__name__}] {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(result.reference)
 
 
 @app.callback()

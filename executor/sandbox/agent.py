@@ -12,7 +12,9 @@ tasks through ECS's states, writing them straight onto moto's task objects:
 
 The container's argv is the definition's ``entryPoint`` + (the override's ``command``,
 else the definition's). A python interpreter name as argv[0] becomes this process's
-own interpreter. The environment is what the container would see: the definition's
+own interpreter, unless the image has a root file system registered (``image_roots``,
+see image_roots.py): then the argv runs unchanged inside it, chrooted. The
+environment is what the container would see: the definition's
 ``environment``, the override's on top, plus AWS endpoint/credentials/region pointing
 at the sandbox, HOME (a per-task directory, also the cwd) and the host's PATH.
 
@@ -43,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .faults import Fault, FaultBook, task_label
+from .image_roots import image_root
 from .images import image_pull_error
 from .log_pump import AwsLogsSink, OutputPump, awslogs_stream_name
 from .moto_patches import utc_now
@@ -94,6 +97,8 @@ class AgentSettings:
     memory_check_interval_s: float = 0.1
     log_flush_interval_s: float = 0.2
     tick_s: float = 0.025
+    # image reference -> OCI bundle dir: run that image's tasks chrooted (image_roots.py)
+    image_roots: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -321,10 +326,12 @@ class FargateAgent:
             self._fail_to_start(run, pull_error)
             return
         override = _container_override(task, container.name)
-        run.argv = effective_argv(
-            definition.get("entryPoint"),
-            override["command"] if "command" in override else definition.get("command"),
-        )
+        command = override["command"] if "command" in override else definition.get("command")
+        root = image_root(self.settings.image_roots, definition.get("image", ""))
+        if root is None:
+            run.argv = effective_argv(definition.get("entryPoint"), command)
+        else:  # the image's own interpreter, inside its root file system
+            run.argv = list(definition.get("entryPoint") or []) + list(command or [])
         if fault == "exit_without_result":
             assert run.fault is not None
             run.argv = [sys.executable, "-c", _EXIT_WITHOUT_RESULT.format(code=run.fault.exit_code)]
@@ -338,6 +345,8 @@ class FargateAgent:
         work_dir = os.path.join(self.settings.work_dir, run.task_id)
         os.makedirs(work_dir, exist_ok=True)
         run.env = self._environment(task, definition, override, home=work_dir)
+        if root is not None:
+            run.env = root.environment(run.env)
         sink, error = self._log_sink(run)
         if error:
             self._fail_to_start(run, error)
@@ -359,6 +368,7 @@ class FargateAgent:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # own process group: StopTask/OOM kill all of it
                     close_fds=True,
+                    preexec_fn=root.enter() if root is not None else None,
                 )
             finally:
                 if sink is not None:

@@ -47,6 +47,7 @@ class Sandbox:
         enforce_memory: bool = True,
         on_task_event: TaskEventListener | None = None,
         aws_limits: bool = False,
+        image_roots: dict[str, str] | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -56,6 +57,8 @@ class Sandbox:
             "deprovision_delay_s": deprovision_delay_s,
             "stop_timeout_s": stop_timeout_s,
             "enforce_memory": enforce_memory,
+            # image reference -> OCI bundle: run it chrooted (image_roots.py; tests images)
+            "image_roots": dict(image_roots or {}),
         }
         self._on_task_event = on_task_event
         self._counter = CallCounter()

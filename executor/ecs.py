@@ -20,6 +20,7 @@ import functools
 import json
 import secrets
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +39,22 @@ _EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
 
 _CANCEL_REASON = "Cancelled by Covalent"
 _TIME_LIMIT_REASON = "Time limit exceeded"
+
+# Listeners told of every finished task's timings (benchmarks/): a module registry, as
+# executor attributes must stay JSON. Each gets {"dispatch_id", "node_id", "task_arn",
+# "timings"}, the runner's envelope timings (contract.py; epoch seconds).
+TimingsListener = Callable[[dict[str, Any]], None]
+_timings_listeners: list[TimingsListener] = []
+
+
+def add_timings_listener(listener: TimingsListener) -> None:
+    _timings_listeners.append(listener)
+
+
+def remove_timings_listener(listener: TimingsListener) -> None:
+    if listener in _timings_listeners:
+        _timings_listeners.remove(listener)
+
 
 _aws_threads = ThreadPoolExecutor(max_workers=aws.MAX_AWS_THREADS, thread_name_prefix="covalent-ecs")
 _task_definitions = taskdefs.TaskDefinitionCache()
@@ -200,6 +217,15 @@ class ECSExecutor(AsyncBaseExecutor):
             if envelope is None:
                 raise await self._explain_stop(
                     config, clients, watcher, described, image_uri, f"s3://{bucket}/{keys.result}"
+                )
+            for listener in list(_timings_listeners):
+                listener(
+                    {
+                        "dispatch_id": dispatch_id,
+                        "node_id": node_id,
+                        "task_arn": task_arn,
+                        "timings": dict(envelope.get("timings") or {}),
+                    }
                 )
             return self._unpack(envelope)
         finally:

@@ -7,6 +7,7 @@ user-facing command.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .foreground import serve
@@ -21,7 +22,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-conf", help="set [executors.ecs] in this covalent.conf")
     parser.add_argument("--provision-delay", type=float, default=0.2, metavar="SECONDS")
     parser.add_argument("--deprovision-delay", type=float, default=0.3, metavar="SECONDS")
+    parser.add_argument(
+        "--fork-server",
+        action="store_true",
+        help="start runner tasks by forking a pre-warmed process (fast; for benchmarks)",
+    )
+    parser.add_argument(
+        "--image-command",
+        action="append",
+        default=[],
+        metavar='IMAGE=["argv",...]',
+        help="argv (JSON list) for IMAGE's containers that have no entryPoint/command",
+    )
     args = parser.parse_args(argv)
+    image_commands = {}
+    for item in args.image_command:
+        image, sep, command = item.partition("=")
+        try:
+            argv_list = json.loads(command) if sep else None
+        except ValueError:
+            argv_list = None
+        if not isinstance(argv_list, list) or not all(isinstance(a, str) for a in argv_list):
+            parser.error(f"--image-command {item!r}: expected IMAGE=[\"argv\", ...] (JSON)")
+        image_commands[image] = argv_list
     return serve(
         host=args.host,
         port=args.port,
@@ -30,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         write_conf=args.write_conf,
         provision_delay_s=args.provision_delay,
         deprovision_delay_s=args.deprovision_delay,
+        fork_server=args.fork_server,
+        image_commands=image_commands,
     )
 
 

@@ -21,6 +21,10 @@ code, TaskFailedToStart); StopTask (SIGTERM to the process group, SIGKILL after
 ``stop_timeout_s``; UserInitiated); memory over the task's limit (SIGKILL, exit 137,
 OutOfMemoryError), checked from /proc every ``memory_check_interval_s``.
 
+Options for benchmarks: ``fork_server`` starts runner tasks by forking a pre-warmed
+process (forkserver.py) instead of a cold interpreter; ``image_commands`` gives the
+argv for an image whose container has no entryPoint/command (the image's default CMD).
+
 Only reads and writes moto objects (never HTTP), so nothing it does is counted.
 """
 
@@ -39,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .forkserver import ForkServer, forkable
 from .images import image_pull_error
 from .log_pump import AwsLogsSink, OutputPump, awslogs_stream_name
 from .moto_patches import utc_now
@@ -88,6 +93,12 @@ class AgentSettings:
     memory_check_interval_s: float = 0.1
     log_flush_interval_s: float = 0.2
     tick_s: float = 0.025
+    # Start runner tasks by forking a pre-warmed server (forkserver.py) instead of a
+    # cold interpreter: many tasks on few cores (benchmarks).
+    fork_server: bool = False
+    # image -> argv run when a container has no entryPoint/command: stands in for an
+    # image's default CMD (e.g. another plugin's runner image, for benchmarks).
+    image_commands: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,7 +116,7 @@ class TaskRun:
     argv: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     pid: int | None = None
-    process: subprocess.Popen[bytes] | None = None
+    process: Any = None  # subprocess.Popen or forkserver.ForkedProcess
     pump: OutputPump | None = None
     log_stream: str | None = None
     exit_code: int | None = None
@@ -156,6 +167,7 @@ class FargateAgent:
         self._next_memory_check = 0.0
         self._next_flush = 0.0
         self._thread = threading.Thread(target=self._loop, name="sandbox-agent", daemon=True)
+        self._fork_server = ForkServer() if settings.fork_server else None
 
     # -- called from moto's request threads (TaskHooks) -----------------------------
     def task_created(self, task: Any) -> None:
@@ -179,6 +191,8 @@ class FargateAgent:
             if run.process is not None:
                 signal_group(run.process.pid, signal.SIGKILL)
                 run.process.wait()
+        if self._fork_server is not None:
+            self._fork_server.stop()
 
     def records(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -290,7 +304,7 @@ class FargateAgent:
         run.argv = effective_argv(
             definition.get("entryPoint"),
             override["command"] if "command" in override else definition.get("command"),
-        )
+        ) or list(self.settings.image_commands.get(definition.get("image", ""), []))
         if not run.argv:
             self._fail_to_start(
                 run,
@@ -313,16 +327,7 @@ class FargateAgent:
                 read_fd, write_fd = -1, -1
                 stdout = open(os.path.join(work_dir, "output.log"), "ab")  # noqa: SIM115
             try:
-                process = subprocess.Popen(
-                    run.argv,
-                    env=run.env,
-                    cwd=work_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=stdout,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # own process group: StopTask/OOM kill all of it
-                    close_fds=True,
-                )
+                process = self._start_process(run, work_dir, stdout)
             finally:
                 if sink is not None:
                     os.close(write_fd)
@@ -343,6 +348,21 @@ class FargateAgent:
         self._set_status(run, "RUNNING")
         run.phase = "RUNNING"
         self._emit("started", run)
+
+    def _start_process(self, run: TaskRun, work_dir: str, stdout: Any) -> Any:
+        if self._fork_server is not None and forkable(run.argv):
+            fd = stdout if isinstance(stdout, int) else stdout.fileno()
+            return self._fork_server.spawn(run.argv, env=run.env, cwd=work_dir, output_fd=fd)
+        return subprocess.Popen(
+            run.argv,
+            env=run.env,
+            cwd=work_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: StopTask/OOM kill all of it
+            close_fds=True,
+        )
 
     def _environment(
         self, task: Any, definition: dict[str, Any], override: dict[str, Any], *, home: str

@@ -83,6 +83,8 @@ def serve(
     write_conf: str | None = None,
     provision_delay_s: float = 0.2,
     deprovision_delay_s: float = 0.3,
+    fork_server: bool = False,
+    image_commands: dict[str, list[str]] | None = None,
     echo: Echo = _echo,
 ) -> int:
     stop = threading.Event()
@@ -103,6 +105,8 @@ def serve(
         state_dir=state_dir,
         provision_delay_s=provision_delay_s,
         deprovision_delay_s=deprovision_delay_s,
+        fork_server=fork_server,
+        image_commands=image_commands,
         on_task_event=lambda event, run: echo(describe_task_event(event, run)),
     )
     try:

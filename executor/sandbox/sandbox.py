@@ -42,6 +42,8 @@ class Sandbox:
         deprovision_delay_s: float = 0.3,
         stop_timeout_s: float = 2.0,
         enforce_memory: bool = True,
+        fork_server: bool = False,
+        image_commands: dict[str, list[str]] | None = None,
         on_task_event: TaskEventListener | None = None,
     ) -> None:
         self._host = host
@@ -52,6 +54,8 @@ class Sandbox:
             "deprovision_delay_s": deprovision_delay_s,
             "stop_timeout_s": stop_timeout_s,
             "enforce_memory": enforce_memory,
+            "fork_server": fork_server,
+            "image_commands": dict(image_commands or {}),
         }
         self._on_task_event = on_task_event
         self._counter = CallCounter()
@@ -157,6 +161,10 @@ class Sandbox:
 
     def calls(self) -> dict[str, int]:
         return self._counter.snapshot()
+
+    def calls_by_caller(self) -> dict[str, dict[str, int]]:
+        """``{"client": {...}, "runner": {...}, ...}``: who made which calls (calls.caller_of)."""
+        return self._counter.snapshot_by_caller()
 
     def reset_calls(self) -> None:
         self._counter.reset()

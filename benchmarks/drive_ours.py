@@ -1,0 +1,89 @@
+"""Drive this project's ECSExecutor against a sandbox: N concurrent tasks, JSON out.
+
+Run by bench.py in the project's venv; see driver_common.py for the options. The
+executor is driven directly (no Covalent server), as Covalent's dispatcher would call
+it: ``await ECSExecutor(**config).run(function, args, kwargs, task_metadata)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+import driver_common
+
+_HOME = driver_common.isolate_home()
+
+import cloudpickle  # noqa: E402 - after isolate_home: covalent reads its env at import
+
+import workload  # noqa: E402
+from covalent_ecs_executor import ECSExecutor  # noqa: E402
+from covalent_ecs_executor import ecs as ecs_module  # noqa: E402
+
+cloudpickle.register_pickle_by_value(workload)
+
+
+def _clear_peak_rss() -> bool:
+    """Reset VmHWM so the peak measured is the run's (Linux: clear_refs 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+async def main() -> None:
+    args = driver_common.parse_args("drive_ours.py")
+    config = driver_common.control(args.endpoint_url, "config")
+    config["cache_dir"] = os.path.join(_HOME, "cache")
+    timings: dict[str, dict] = {}
+    ecs_module.add_timings_listener(lambda t: timings.__setitem__(str(t["node_id"]), t))
+    document: dict = {"plugin": "ours", "n": args.n}
+
+    if args.payload_bytes:
+        # 1 GiB scenario: one task; the task needs room for the payload twice.
+        executor = ECSExecutor(**config, vcpu=2, memory=8, time_limit=1800)
+        if args.receive:
+            fn, fn_args, result_bytes = workload.make_bytes, [args.payload_bytes], args.payload_bytes
+        else:
+            fn, fn_args, result_bytes = workload.size_of, [b"\x01" * args.payload_bytes], 0
+        baseline = driver_common.rss_kib()["rss_kib"]
+        document["peak_reset"] = _clear_peak_rss()
+        meta = {"dispatch_id": args.dispatch_id, "node_id": 0, "results_dir": _HOME}
+        started = time.time()
+        value = await executor.run(fn, fn_args, {}, meta)
+        document["seconds"] = time.time() - started
+        document["ok"] = len(value) if isinstance(value, bytes) else value
+        peak = driver_common.rss_kib()["hwm_kib"]
+        document["rss"] = {
+            "baseline_kib": baseline,
+            "peak_kib": peak,
+            "result_bytes": result_bytes,
+            "growth_kib": peak - baseline - result_bytes // 1024,
+        }
+        driver_common.emit(document)
+        return
+
+    executor = ECSExecutor(**config)
+
+    async def run_one(i: int):
+        meta = {"dispatch_id": args.dispatch_id, "node_id": i, "results_dir": _HOME}
+        return await executor.run(workload.sleep_then_return, [i, args.sleep], {}, meta)
+
+    started = time.time()
+    document["tasks"] = await driver_common.run_batch(args.n, run_one, timeout_s=args.timeout)
+    document["wall_s"] = time.time() - started
+    for task in document["tasks"]:
+        found = timings.get(str(task["index"]))
+        if found:
+            task["task_arn"] = found["task_arn"]
+            task["runner_timings"] = found["timings"]
+    document["idle"] = await driver_common.idle_calls(args.endpoint_url, args.idle)
+    driver_common.emit(document)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

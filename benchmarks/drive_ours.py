@@ -21,6 +21,7 @@ import cloudpickle  # noqa: E402 - after isolate_home: covalent reads its env at
 import workload  # noqa: E402
 from covalent_ecs_executor import ECSExecutor  # noqa: E402
 from covalent_ecs_executor import ecs as ecs_module  # noqa: E402
+from covalent_ecs_executor import poller  # noqa: E402
 
 cloudpickle.register_pickle_by_value(workload)
 
@@ -81,6 +82,10 @@ async def main() -> None:
         if found:
             task["task_arn"] = found["task_arn"]
             task["runner_timings"] = found["timings"]
+    # DescribeTasks cycles the executor's poller ran (one poller per loop and account).
+    document["poll_cycles"] = sum(
+        p.cycles for per_loop in poller._pollers.values() for p in per_loop.values()
+    )
     document["idle"] = await driver_common.idle_calls(args.endpoint_url, args.idle)
     driver_common.emit(document)
 

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import tempfile
 import time
 import urllib.request
@@ -113,5 +112,4 @@ async def idle_calls(endpoint_url: str, seconds: float) -> dict[str, Any]:
 
 def emit(document: dict[str, Any]) -> None:
     document["client_rss"] = rss_kib()
-    document["client_maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps(document))

@@ -99,6 +99,40 @@ def conditions() -> dict[str, Any]:
     }
 
 
+def _proc_cpu_s(pid: int) -> tuple[float, float]:
+    """(own, reaped children's) CPU seconds of a process, from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    # utime(14) stime(15) cutime(16) cstime(17), counted from the state field (3).
+    return (int(fields[11]) + int(fields[12])) / ticks, (int(fields[13]) + int(fields[14])) / ticks
+
+
+def sandbox_cpu_s(sandbox: Any) -> dict[str, float]:
+    """CPU seconds so far of the sandbox's server+agent process, and of its task
+    processes (reaped children of the sandbox and of its fork server)."""
+    pid = sandbox.health()["pid"]
+    own, children = _proc_cpu_s(pid)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            if ppid != pid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"forkserver" not in f.read():
+                    continue
+        except (OSError, ValueError, IndexError):
+            continue
+        children += sum(_proc_cpu_s(int(entry)))
+    return {"server_and_agent": own, "tasks": children}
+
+
 class RssSampler(threading.Thread):
     """Samples a process's VmRSS / VmHWM from /proc every 20 ms until it exits."""
 
@@ -152,6 +186,7 @@ def batch(sandbox: Any, plugin: str, n: int, *, sleep_s: float, timeout_s: float
     """N concurrent tasks through one plugin; the row of figures for the table."""
     dispatch_id = f"bench-{plugin}-{n}-{int(time.time())}"
     sandbox.reset_calls()
+    cpu_before = sandbox_cpu_s(sandbox)
     document, _ = run_driver(
         plugin,
         sandbox.endpoint_url,
@@ -159,6 +194,7 @@ def batch(sandbox: Any, plugin: str, n: int, *, sleep_s: float, timeout_s: float
          "--dispatch-id", dispatch_id],
         timeout_s=timeout_s,
     )  # fmt: skip
+    cpu_after = sandbox_cpu_s(sandbox)
     by_caller = sandbox.calls_by_caller()
     row: dict[str, Any] = {"plugin": plugin, "n": n, "sleep_s": sleep_s}
     if "failed" in document:
@@ -193,18 +229,21 @@ def batch(sandbox: Any, plugin: str, n: int, *, sleep_s: float, timeout_s: float
             f"func-{dispatch_id}-{index}.pkl"
         )
 
-    exit_to_return, start_to_function, function_to_exit = [], [], []
+    exit_to_return, exit_to_seen, start_to_function, function_to_exit = [], [], [], []
     for task in tasks:
         record = record_for(task["index"])
         if record is None or "error" in task or not record.get("endedAt"):
             continue
         exit_to_return.append(task["returned"] - record["endedAt"])
+        if "exit_seen" in task:
+            exit_to_seen.append(task["exit_seen"] - record["endedAt"])
         timings = task.get("runner_timings") or {}
         if "function_started" in timings and "process_started" in timings:
             start_to_function.append(timings["function_started"] - timings["process_started"])
         if "function_ended" in timings:
             function_to_exit.append(record["endedAt"] - timings["function_ended"])
     row["exit_to_return_s"] = _summary(exit_to_return)
+    row["exit_to_seen_s"] = _summary(exit_to_seen)
     row["runner_start_to_function_s"] = _summary(start_to_function)
     row["runner_function_end_to_exit_s"] = _summary(function_to_exit)
 
@@ -217,7 +256,9 @@ def batch(sandbox: Any, plugin: str, n: int, *, sleep_s: float, timeout_s: float
     if cycles:
         row["poll_cycles"] = cycles
         row["describe_tasks_per_cycle"] = round(client_calls["DescribeTasks"] / cycles, 2)
-        row["describe_tasks_cycle_bound"] = math.ceil(row["peak_live_tasks"] / 100)
+        row["describe_tasks_cycle_bound"] = math.ceil(document.get("max_watched", 0) / 100)
+    row["client_cpu_s"] = document.get("client_cpu_s")
+    row["sandbox_cpu_s"] = {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after}
     return row
 
 

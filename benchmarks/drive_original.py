@@ -10,6 +10,7 @@ defaults (poll_freq 10 s, 0.25 vCPU, 0.5 GB), as a user would configure it.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 import time
@@ -18,22 +19,18 @@ import driver_common
 
 _HOME = driver_common.isolate_home()
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "original"))
-
-import boto_endpoint  # noqa: E402
-
 ARGS = driver_common.parse_args("drive_original.py")
-boto_endpoint.install(ARGS.endpoint_url, "original-client")
-
-import cloudpickle  # noqa: E402
-import covalent  # noqa: E402, F401 - before the plugin (circular-import trap)
-
-import workload  # noqa: E402
-from covalent_ecs_plugin.ecs import ECSExecutor  # noqa: E402
-
+# Imported in this order on purpose: boto3 patched before the plugin makes a client,
+# covalent before the plugin (circular-import trap), all after isolate_home().
+importlib.import_module("boto_endpoint").install(ARGS.endpoint_url, "original-client")
+cloudpickle = importlib.import_module("cloudpickle")
+importlib.import_module("covalent")
+workload = importlib.import_module("workload")
+ECSExecutor = importlib.import_module("covalent_ecs_plugin.ecs").ECSExecutor
 cloudpickle.register_pickle_by_value(workload)
 
 
-def make_executor(config: dict) -> ECSExecutor:
+def make_executor(config: dict):
     # The original reads credentials from AWS_SHARED_CREDENTIALS_FILE (it sets it).
     return ECSExecutor(
         credentials=config["credentials"],

@@ -8,6 +8,7 @@ it: ``await ECSExecutor(**config).run(function, args, kwargs, task_metadata)``.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 import time
@@ -15,14 +16,13 @@ import time
 import driver_common
 
 _HOME = driver_common.isolate_home()
-
-import cloudpickle  # noqa: E402 - after isolate_home: covalent reads its env at import
-
-import workload  # noqa: E402
-from covalent_ecs_executor import ECSExecutor  # noqa: E402
-from covalent_ecs_executor import ecs as ecs_module  # noqa: E402
-from covalent_ecs_executor import poller  # noqa: E402
-
+# Imported after isolate_home(): covalent reads where to keep its files at import.
+cloudpickle = importlib.import_module("cloudpickle")
+workload = importlib.import_module("workload")
+executor_package = importlib.import_module("covalent_ecs_executor")
+ECSExecutor = executor_package.ECSExecutor
+ecs_module = importlib.import_module("covalent_ecs_executor.ecs")
+poller = importlib.import_module("covalent_ecs_executor.poller")
 cloudpickle.register_pickle_by_value(workload)
 
 
@@ -74,14 +74,23 @@ async def main() -> None:
         meta = {"dispatch_id": args.dispatch_id, "node_id": i, "results_dir": _HOME}
         return await executor.run(workload.sleep_then_return, [i, args.sleep], {}, meta)
 
+    async def sample_watched() -> None:
+        while True:
+            watched = sum(p.watched for per in poller._pollers.values() for p in per.values())
+            document["max_watched"] = max(document.get("max_watched", 0), watched)
+            await asyncio.sleep(0.1)
+
+    sampler = asyncio.get_running_loop().create_task(sample_watched())
     started = time.time()
     document["tasks"] = await driver_common.run_batch(args.n, run_one, timeout_s=args.timeout)
     document["wall_s"] = time.time() - started
+    sampler.cancel()
     for task in document["tasks"]:
         found = timings.get(str(task["index"]))
         if found:
             task["task_arn"] = found["task_arn"]
             task["runner_timings"] = found["timings"]
+            task["exit_seen"] = found["exit_seen"]
     # DescribeTasks cycles the executor's poller ran (one poller per loop and account).
     document["poll_cycles"] = sum(
         p.cycles for per_loop in poller._pollers.values() for p in per_loop.values()

@@ -112,4 +112,6 @@ async def idle_calls(endpoint_url: str, seconds: float) -> dict[str, Any]:
 
 def emit(document: dict[str, Any]) -> None:
     document["client_rss"] = rss_kib()
+    times = os.times()
+    document["client_cpu_s"] = round(times.user + times.system, 2)
     print(json.dumps(document))

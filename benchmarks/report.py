@@ -51,6 +51,8 @@ def _rows(row: dict[str, Any] | None) -> dict[str, Any]:
         "wall time per batch (s)": row["wall_s"],
         "container exit → executor returns, p50 (s)": row["exit_to_return_s"].get("p50"),
         "container exit → executor returns, p95 (s)": row["exit_to_return_s"].get("p95"),
+        "container exit → exit seen by poller, p50 (s)": row["exit_to_seen_s"].get("p50"),
+        "container exit → exit seen by poller, p95 (s)": row["exit_to_seen_s"].get("p95"),
     }
     for name, _ in OPERATIONS:
         out[f"client {name} per task"] = client.get(name, 0)
@@ -73,6 +75,10 @@ def _rows(row: dict[str, Any] | None) -> dict[str, Any]:
     out["peak live tasks"] = row.get("peak_live_tasks")
     out["DescribeTasks per poll cycle"] = row.get("describe_tasks_per_cycle")
     out["client peak RSS (MiB)"] = row.get("client_peak_rss_mib")
+    out["client CPU (s)"] = row.get("client_cpu_s")
+    cpu = row.get("sandbox_cpu_s") or {}
+    out["sandbox server+agent CPU (s)"] = cpu.get("server_and_agent")
+    out["task processes CPU (s)"] = cpu.get("tasks")
     if idle.get("seconds"):
         out["idle DescribeTasks per s"] = round(idle["describe_tasks"] / idle["seconds"], 2)
     return out
@@ -111,8 +117,14 @@ def _targets(report: dict[str, Any]) -> list[str]:
             ", ".join(f"{_fmt(a)} (bound {b})" for a, b in per_cycle),
             all(a <= b for a, b in per_cycle),
         )
-    p95 = max(r["exit_to_return_s"].get("p95", math.inf) for r in ours)
-    add(f"completion seen ≤ {EXIT_TO_RETURN_P95_S:g} s (p95) after container exit", f"worst p95 {_fmt(p95)} s", p95 <= EXIT_TO_RETURN_P95_S)
+    for r in sorted(ours, key=lambda r: r["n"]):
+        seen = r["exit_to_seen_s"].get("p95", math.inf)
+        returned = r["exit_to_return_s"].get("p95", math.inf)
+        add(
+            f"N={r['n']}: completion detected ≤ {EXIT_TO_RETURN_P95_S:g} s (p95) after container exit",
+            f"p95 {_fmt(seen)} s (executor returned: p95 {_fmt(returned)} s)",
+            seen <= EXIT_TO_RETURN_P95_S,
+        )
     idle = [r["idle"]["describe_tasks"] / r["idle"]["seconds"] for r in ours if r.get("idle", {}).get("seconds")]
     if idle:
         add(f"idle executor ≤ {IDLE_DESCRIBE_PER_S:g} DescribeTasks/s", f"{_fmt(max(idle))} /s", max(idle) <= IDLE_DESCRIBE_PER_S)

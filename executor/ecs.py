@@ -20,6 +20,7 @@ import functools
 import json
 import secrets
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -42,7 +43,8 @@ _TIME_LIMIT_REASON = "Time limit exceeded"
 
 # Listeners told of every finished task's timings (benchmarks/): a module registry, as
 # executor attributes must stay JSON. Each gets {"dispatch_id", "node_id", "task_arn",
-# "timings"}, the runner's envelope timings (contract.py; epoch seconds).
+# "timings", "exit_seen"}: the runner's envelope timings (contract.py) and when the
+# poller saw the container's exit (epoch seconds).
 TimingsListener = Callable[[dict[str, Any]], None]
 _timings_listeners: list[TimingsListener] = []
 
@@ -210,6 +212,7 @@ class ECSExecutor(AsyncBaseExecutor):
             # 4. watch
             watcher = poller.poller_for(clients, _in_thread)
             described = await self._watch(config, clients, watcher, task_arn)
+            exit_seen = time.time()
             # 5. collect
             envelope = await _in_thread(
                 staging.download_result, clients.s3, bucket, keys.result, config.cache_dir
@@ -225,6 +228,7 @@ class ECSExecutor(AsyncBaseExecutor):
                         "node_id": node_id,
                         "task_arn": task_arn,
                         "timings": dict(envelope.get("timings") or {}),
+                        "exit_seen": exit_seen,
                     }
                 )
             return self._unpack(envelope)

@@ -355,11 +355,13 @@ def main(argv: list[str] | None = None) -> int:
                 _say(f"  {_brief(row)}")
         if not args.quick:
             size = int(args.payload_gib * GIB)
-            for receive in (False, True):
-                _say(f"{args.payload_gib:g} GiB {'result' if receive else 'argument'} (ours) ...")
-                row = big_payload(sandbox, "ours", receive=receive, size=size)
-                report["payload"].append(row)
-                _say(f"  {row}")
+            for plugin in ["ours"] + (["original"] if with_original else []):
+                for receive in (False, True):
+                    what = "result" if receive else "argument"
+                    _say(f"{args.payload_gib:g} GiB {what} ({plugin}) ...")
+                    row = big_payload(sandbox, plugin, receive=receive, size=size)
+                    report["payload"].append(row)
+                    _say(f"  {row}")
     if not args.no_cold:
         # The same N=100 batch with every runner a cold interpreter (no fork server):
         # the fork server's effect, and the fairer comparison with the original (whose

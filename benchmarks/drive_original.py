@@ -30,7 +30,7 @@ ECSExecutor = importlib.import_module("covalent_ecs_plugin.ecs").ECSExecutor
 cloudpickle.register_pickle_by_value(workload)
 
 
-def make_executor(config: dict):
+def make_executor(config: dict, *, vcpu: float = 0.25, memory: float = 0.5):
     # The original reads credentials from AWS_SHARED_CREDENTIALS_FILE (it sets it).
     return ECSExecutor(
         credentials=config["credentials"],
@@ -43,8 +43,8 @@ def make_executor(config: dict):
         ecs_task_subnet_id=config["ecs_task_subnet_id"],
         ecs_task_security_group_id=config["ecs_task_security_group_id"],
         ecs_task_log_group_name=config["ecs_task_log_group_name"],
-        vcpu=0.25,
-        memory=0.5,
+        vcpu=vcpu,
+        memory=memory,
         poll_freq=10,
         cache_dir=os.path.join(_HOME, "cache"),
     )
@@ -54,6 +54,16 @@ async def main() -> None:
     args = ARGS
     config = driver_common.control(args.endpoint_url, "config")
     document: dict = {"plugin": "original", "n": args.n}
+    if args.payload_bytes:
+        executor = make_executor(config, vcpu=2, memory=8)  # room for the payload twice
+        meta = {"dispatch_id": args.dispatch_id, "node_id": 0, "results_dir": _HOME}
+        document.update(
+            await driver_common.measure_payload(
+                args, lambda fn, fn_args: executor.run(fn, fn_args, {}, meta), workload
+            )
+        )
+        driver_common.emit(document)
+        return
 
     async def run_one(i: int):
         # One executor per task, as Covalent builds one per electron: the plugin keeps

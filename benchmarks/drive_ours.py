@@ -26,16 +26,6 @@ poller = importlib.import_module("covalent_ecs_executor.poller")
 cloudpickle.register_pickle_by_value(workload)
 
 
-def _clear_peak_rss() -> bool:
-    """Reset VmHWM so the peak measured is the run's (Linux: clear_refs 5)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
-
-
 async def main() -> None:
     args = driver_common.parse_args("drive_ours.py")
     config = driver_common.control(args.endpoint_url, "config")
@@ -45,26 +35,14 @@ async def main() -> None:
     document: dict = {"plugin": "ours", "n": args.n}
 
     if args.payload_bytes:
-        # 1 GiB scenario: one task; the task needs room for the payload twice.
+        # One task; the task needs room for the payload twice.
         executor = ECSExecutor(**config, vcpu=2, memory=8, time_limit=1800)
-        if args.receive:
-            fn, fn_args, result_bytes = workload.make_bytes, [args.payload_bytes], args.payload_bytes
-        else:
-            fn, fn_args, result_bytes = workload.size_of, [b"\x01" * args.payload_bytes], 0
-        baseline = driver_common.rss_kib()["rss_kib"]
-        document["peak_reset"] = _clear_peak_rss()
         meta = {"dispatch_id": args.dispatch_id, "node_id": 0, "results_dir": _HOME}
-        started = time.time()
-        value = await executor.run(fn, fn_args, {}, meta)
-        document["seconds"] = time.time() - started
-        document["ok"] = len(value) if isinstance(value, bytes) else value
-        peak = driver_common.rss_kib()["hwm_kib"]
-        document["rss"] = {
-            "baseline_kib": baseline,
-            "peak_kib": peak,
-            "result_bytes": result_bytes,
-            "growth_kib": peak - baseline - result_bytes // 1024,
-        }
+        document.update(
+            await driver_common.measure_payload(
+                args, lambda fn, fn_args: executor.run(fn, fn_args, {}, meta), workload
+            )
+        )
         driver_common.emit(document)
         return
 

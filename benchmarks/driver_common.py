@@ -110,6 +110,45 @@ async def idle_calls(endpoint_url: str, seconds: float) -> dict[str, Any]:
     }
 
 
+def clear_peak_rss() -> bool:
+    """Reset VmHWM so the peak measured is the run's (Linux: clear_refs 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+async def measure_payload(
+    args: argparse.Namespace, run: Callable[[Any, list[Any]], Awaitable[Any]], workload: Any
+) -> dict[str, Any]:
+    """One task with a large argument (or result); this process's RSS around it.
+
+    The baseline is taken with the argument already built (it is the caller's object);
+    for a large result, the value returned is subtracted from the peak, as it must be
+    in memory once. What is left is what the plugin itself held.
+    """
+    if args.receive:
+        fn, fn_args, result_bytes = workload.make_bytes, [args.payload_bytes], args.payload_bytes
+    else:
+        fn, fn_args, result_bytes = workload.size_of, [b"\x01" * args.payload_bytes], 0
+    baseline = rss_kib()["rss_kib"]
+    document: dict[str, Any] = {"peak_reset": clear_peak_rss()}
+    started = time.time()
+    value = await run(fn, fn_args)
+    document["seconds"] = time.time() - started
+    document["ok"] = len(value) if isinstance(value, bytes) else value
+    peak = rss_kib()["hwm_kib"]
+    document["rss"] = {
+        "baseline_kib": baseline,
+        "peak_kib": peak,
+        "result_bytes": result_bytes,
+        "growth_kib": peak - baseline - result_bytes // 1024,
+    }
+    return document
+
+
 def emit(document: dict[str, Any]) -> None:
     document["client_rss"] = rss_kib()
     times = os.times()

@@ -141,6 +141,8 @@ def _targets(report: dict[str, Any]) -> list[str]:
             (launch is not None and launch <= LAUNCH_PHASE_S) if limits else None,
         )
     for row in report.get("payload", []):
+        if row["plugin"] != "ours":
+            continue
         if "failed" in row:
             add(f"{row['bytes'] / GIB:g} GiB {row['direction']}: RSS growth ≤ {RSS_GROWTH_MIB} MiB", "failed: " + row["failed"][:120], False)
             continue
@@ -206,16 +208,20 @@ def render_markdown(report: dict[str, Any]) -> str:
         out.append("")
     if report.get("payload"):
         out += [
-            "## Large payloads (this executor, client process RSS)",
+            "## Large payloads (client process RSS)",
             "",
-            "| payload | seconds | RSS before run (MiB) | peak (MiB) | growth beyond the value itself (MiB) |",
-            "|---|---|---|---|---|",
+            "Baseline: RSS with the argument already built. Growth: peak − baseline − the "
+            "returned value itself (which must be in memory once).",
+            "",
+            "| payload | plugin | seconds | RSS before run (MiB) | peak (MiB) | growth (MiB) |",
+            "|---|---|---|---|---|---|",
         ]
         for row in report["payload"]:
             what = f"{row['bytes'] / GIB:g} GiB {'argument' if row['direction'] == 'send' else 'result'}"
+            who = "this executor" if row["plugin"] == "ours" else "original"
             if "failed" in row:
-                out.append(f"| {what} | failed: {row['failed'][:200]} | | | |")
+                out.append(f"| {what} | {who} | failed: {row['failed'][-300:]} | | | |")
             else:
-                out.append(f"| {what} | {_fmt(row['seconds'])} | {_fmt(row['baseline_mib'])} | {_fmt(row['peak_mib'])} | {_fmt(row['growth_mib'])} |")
+                out.append(f"| {what} | {who} | {_fmt(row['seconds'])} | {_fmt(row['baseline_mib'])} | {_fmt(row['peak_mib'])} | {_fmt(row['growth_mib'])} |")
         out.append("")
     return "\n".join(out) + "\n"

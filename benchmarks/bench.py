@@ -206,6 +206,13 @@ def batch(sandbox: Any, plugin: str, n: int, *, sleep_s: float, timeout_s: float
     # Calls made during the idle window after the batch are reported apart.
     client_calls["DescribeTasks"] -= document.get("idle", {}).get("describe_tasks", 0)
     row["calls_total"] = {"client": client_calls, "runner": runner_calls}
+    # Refused calls ("Rate exceeded" from the sandbox's AWS limits), whoever made them.
+    row["throttled_total"] = sum(
+        count
+        for calls in by_caller.values()
+        for op, count in calls.items()
+        if op.startswith("throttled.")
+    )
     row["calls_per_task"] = {
         "client": {k: round(v / n, 3) for k, v in client_calls.items()},
         "runner": {k: round(v / n, 3) for k, v in runner_calls.items()},

@@ -58,7 +58,7 @@ def _rows(row: dict[str, Any] | None) -> dict[str, Any]:
         out[f"client {name} per task"] = client.get(name, 0)
     out["client S3 requests per task"] = round(_s3(client), 3)
     out["runner S3 requests per task"] = round(_s3(runner), 3)
-    out["throttled calls (all)"] = client.get("throttled", 0) * row["n"]
+    out["throttled calls (all callers)"] = row.get("throttled_total", 0)
     out["runner: process start → function start, p50 (s)"] = row[
         "runner_start_to_function_s"
     ].get("p50")

@@ -8,7 +8,7 @@ them) serves every run. For each N, each plugin's driver (drive_ours.py in this 
 drive_original.py in benchmarks/.venv-original) runs N concurrent tasks as a separate
 client process; the sandbox counts the API calls by caller and records each task's
 container start and exit. The table is printed and written to
-``benchmarks/results/latest.{json,md}``. Not a test: nothing is asserted; targets
+``benchmarks/results/latest.{json,md}`` (``latest-quick.*`` with ``--quick``). Not a test: nothing is asserted; targets
 from issue 6 are shown met or missed.
 """
 
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the run without the sandbox's fork server")
     parser.add_argument("--payload-gib", type=float, default=1.0, help="size of the big-payload runs")
     parser.add_argument("--sleep", type=float, default=0.5, help="seconds each task sleeps")
-    parser.add_argument("--out", default=RESULTS_DIR, help="where to write latest.json/.md")
+    parser.add_argument("--out", default=RESULTS_DIR, help="folder for latest[-quick].json/.md")
     args = parser.parse_args(argv)  # fmt: skip
 
     sizes = [int(x) for x in args.n.split(",")] if args.n else (
@@ -387,12 +387,14 @@ def main(argv: list[str] | None = None) -> int:
 
     markdown = render_markdown(report)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "latest.json"), "w") as f:
+    # A quick check must not overwrite the figures of the last full run.
+    stem = os.path.join(args.out, "latest-quick" if args.quick else "latest")
+    with open(f"{stem}.json", "w") as f:
         json.dump(report, f, indent=1)
-    with open(os.path.join(args.out, "latest.md"), "w") as f:
+    with open(f"{stem}.md", "w") as f:
         f.write(markdown)
     print(markdown)
-    print(f"(written to {os.path.relpath(args.out)}/latest.json and latest.md)")
+    print(f"(written to {os.path.relpath(stem)}.json and .md)")
     return 0
 
 

@@ -24,14 +24,14 @@ def test_benchmark_harness_runs_two_tasks_and_writes_its_report(tmp_path: Path) 
         capture_output=True, text=True, timeout=240, env=dict(os.environ),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / "latest.json").read_text())
+    report = json.loads((tmp_path / "latest-quick.json").read_text())
     (row,) = report["batches"]
     assert row["plugin"] == "ours" and row["n"] == 2 and row["errors"] == 0
     assert row["calls_per_task"]["client"]["RunTask"] == 1
     assert row["calls_per_task"]["runner"]["S3 GET"] == 1
     assert row["exit_to_return_s"]["count"] == 2
     assert row["runner_start_to_function_s"]["count"] == 2
-    markdown = (tmp_path / "latest.md").read_text()
+    markdown = (tmp_path / "latest-quick.md").read_text()
     assert "## N = 2 concurrent tasks" in markdown
     assert "| client RunTask per task | 1 |" in markdown
     assert markdown in result.stdout

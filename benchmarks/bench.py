@@ -8,8 +8,8 @@ them) serves every run. For each N, each plugin's driver (drive_ours.py in this 
 drive_original.py in benchmarks/.venv-original) runs N concurrent tasks as a separate
 client process; the sandbox counts the API calls by caller and records each task's
 container start and exit. The table is printed and written to
-``benchmarks/results/latest.{json,md}`` (``latest-quick.*`` with ``--quick``). Not a test: nothing is asserted; targets
-from issue 6 are shown met or missed.
+``benchmarks/results/latest.{json,md}`` (``latest-quick.*`` with ``--quick``). Not a
+test: nothing is asserted; targets from issue 6 are shown met or missed.
 """
 
 from __future__ import annotations

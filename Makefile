@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit demo sandbox lint clean publish-image runner-requirements
+.PHONY: install test test-unit demo sandbox lint clean publish-image runner-requirements bench bench-quick bench-original
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,18 @@ sandbox: install
 
 lint: install
 	$(VENV)/bin/ruff check executor runtime_image tests examples benchmarks
+
+# Benchmarks (not tests): this executor and the original covalent-ecs-plugin side by
+# side in the sandbox; prints the table, writes benchmarks/results/latest.{json,md}.
+# The original plugin gets its own cached venv (benchmarks/.venv-original).
+bench-original:
+	PYTHON=$(PYTHON) benchmarks/setup_original.sh
+
+bench: install bench-original
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+bench-quick: install bench-original
+	$(PY) benchmarks/bench.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

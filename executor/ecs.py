@@ -23,6 +23,8 @@ import json
 import secrets
 import sys
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -46,6 +48,23 @@ _SHUTDOWN_REASON = "Covalent stopped watching the task"
 # often per task while it runs (Covalent's own cancel() stops a task at once when it
 # has the job handle; this catches a cancel that raced the handle).
 CANCEL_CHECK_INTERVAL_S = 2.0
+
+# Listeners told of every finished task's timings (benchmarks/): a module registry, as
+# executor attributes must stay JSON. Each gets {"dispatch_id", "node_id", "task_arn",
+# "timings", "exit_seen"}: the runner's envelope timings (contract.py) and when the
+# poller saw the container's exit (epoch seconds).
+TimingsListener = Callable[[dict[str, Any]], None]
+_timings_listeners: list[TimingsListener] = []
+
+
+def add_timings_listener(listener: TimingsListener) -> None:
+    _timings_listeners.append(listener)
+
+
+def remove_timings_listener(listener: TimingsListener) -> None:
+    if listener in _timings_listeners:
+        _timings_listeners.remove(listener)
+
 
 _aws_threads = ThreadPoolExecutor(max_workers=aws.MAX_AWS_THREADS, thread_name_prefix="covalent-ecs")
 _task_definitions = taskdefs.TaskDefinitionCache()
@@ -238,6 +257,7 @@ class ECSExecutor(AsyncBaseExecutor):
                 # 4. watch
                 watcher = poller.poller_for(clients, _in_thread)
                 described = await self._watch(config, clients, watcher, task_arn)
+                exit_seen = time.time()
             except asyncio.CancelledError:
                 # The server is shutting down (or Covalent dropped the node): nobody
                 # will collect this task's result, so don't leave it running.
@@ -256,6 +276,16 @@ class ECSExecutor(AsyncBaseExecutor):
             if envelope is None:
                 raise await self._explain_stop(
                     config, clients, watcher, described, image_uri, f"s3://{bucket}/{keys.result}"
+                )
+            for listener in list(_timings_listeners):
+                listener(
+                    {
+                        "dispatch_id": dispatch_id,
+                        "node_id": node_id,
+                        "task_arn": task_arn,
+                        "timings": dict(envelope.get("timings") or {}),
+                        "exit_seen": exit_seen,
+                    }
                 )
             return self._unpack(envelope)
         finally:

@@ -7,6 +7,7 @@ user-facing command.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .foreground import serve
@@ -26,7 +27,29 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="throttle the API like AWS does (per-account token buckets; NOTES.md)",
     )
+    parser.add_argument(
+        "--fork-server",
+        action="store_true",
+        help="start runner tasks by forking a pre-warmed process (fast; for benchmarks)",
+    )
+    parser.add_argument(
+        "--image-command",
+        action="append",
+        default=[],
+        metavar='IMAGE=["argv",...]',
+        help="argv (JSON list) for IMAGE's containers that have no entryPoint/command",
+    )
     args = parser.parse_args(argv)
+    image_commands = {}
+    for item in args.image_command:
+        image, sep, command = item.partition("=")
+        try:
+            argv_list = json.loads(command) if sep else None
+        except ValueError:
+            argv_list = None
+        if not isinstance(argv_list, list) or not all(isinstance(a, str) for a in argv_list):
+            parser.error(f"--image-command {item!r}: expected IMAGE=[\"argv\", ...] (JSON)")
+        image_commands[image] = argv_list
     return serve(
         host=args.host,
         port=args.port,
@@ -36,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         provision_delay_s=args.provision_delay,
         deprovision_delay_s=args.deprovision_delay,
         aws_limits=args.aws_limits,
+        fork_server=args.fork_server,
+        image_commands=image_commands,
     )
 
 

@@ -26,6 +26,10 @@ OutOfMemoryError), checked from /proc every ``memory_check_interval_s``.
 Scripted faults (faults.py) are picked per task when the agent adopts it, matched by
 the task's ``COVALENT_ECS_TASK`` label, and applied with the same words ECS uses.
 
+Options for benchmarks: ``fork_server`` starts runner tasks by forking a pre-warmed
+process (forkserver.py) instead of a cold interpreter; ``image_commands`` gives the
+argv for an image whose container has no entryPoint/command (the image's default CMD).
+
 Only reads and writes moto objects (never HTTP), so nothing it does is counted.
 """
 
@@ -45,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .faults import Fault, FaultBook, task_label
+from .forkserver import ForkServer, forkable
 from .image_roots import image_root
 from .images import image_pull_error
 from .log_pump import AwsLogsSink, OutputPump, awslogs_stream_name
@@ -99,6 +104,12 @@ class AgentSettings:
     tick_s: float = 0.025
     # image reference -> OCI bundle dir: run that image's tasks chrooted (image_roots.py)
     image_roots: dict[str, str] = field(default_factory=dict)
+    # Start runner tasks by forking a pre-warmed server (forkserver.py) instead of a
+    # cold interpreter: many tasks on few cores (benchmarks).
+    fork_server: bool = False
+    # image -> argv run when a container has no entryPoint/command: stands in for an
+    # image's default CMD (e.g. another plugin's runner image, for benchmarks).
+    image_commands: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,7 +127,7 @@ class TaskRun:
     argv: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     pid: int | None = None
-    process: subprocess.Popen[bytes] | None = None
+    process: Any = None  # subprocess.Popen or forkserver.ForkedProcess
     pump: OutputPump | None = None
     log_stream: str | None = None
     exit_code: int | None = None
@@ -180,6 +191,7 @@ class FargateAgent:
         self._next_memory_check = 0.0
         self._next_flush = 0.0
         self._thread = threading.Thread(target=self._loop, name="sandbox-agent", daemon=True)
+        self._fork_server = ForkServer() if settings.fork_server else None
 
     # -- called from moto's request threads (TaskHooks) -----------------------------
     def task_created(self, task: Any) -> None:
@@ -203,6 +215,8 @@ class FargateAgent:
             if run.process is not None:
                 signal_group(run.process.pid, signal.SIGKILL)
                 run.process.wait()
+        if self._fork_server is not None:
+            self._fork_server.stop()
 
     def records(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -329,7 +343,9 @@ class FargateAgent:
         command = override["command"] if "command" in override else definition.get("command")
         root = image_root(self.settings.image_roots, definition.get("image", ""))
         if root is None:
-            run.argv = effective_argv(definition.get("entryPoint"), command)
+            run.argv = effective_argv(definition.get("entryPoint"), command) or list(
+                self.settings.image_commands.get(definition.get("image", ""), [])
+            )
         else:  # the image's own interpreter, inside its root file system
             run.argv = list(definition.get("entryPoint") or []) + list(command or [])
         if fault == "exit_without_result":
@@ -359,17 +375,7 @@ class FargateAgent:
                 read_fd, write_fd = -1, -1
                 stdout = open(os.path.join(work_dir, "output.log"), "ab")  # noqa: SIM115
             try:
-                process = subprocess.Popen(
-                    run.argv,
-                    env=run.env,
-                    cwd=work_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=stdout,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # own process group: StopTask/OOM kill all of it
-                    close_fds=True,
-                    preexec_fn=root.enter() if root is not None else None,
-                )
+                process = self._start_process(run, work_dir, stdout, root)
             finally:
                 if sink is not None:
                     os.close(write_fd)
@@ -393,6 +399,23 @@ class FargateAgent:
             assert run.fault is not None
             run.fault_due = now + run.fault.after_s
         self._emit("started", run)
+
+    def _start_process(self, run: TaskRun, work_dir: str, stdout: Any, root: Any = None) -> Any:
+        # A chrooted image (image_roots) runs its own interpreter: never forked.
+        if root is None and self._fork_server is not None and forkable(run.argv):
+            fd = stdout if isinstance(stdout, int) else stdout.fileno()
+            return self._fork_server.spawn(run.argv, env=run.env, cwd=work_dir, output_fd=fd)
+        return subprocess.Popen(
+            run.argv,
+            env=run.env,
+            cwd=work_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: StopTask/OOM kill all of it
+            close_fds=True,
+            preexec_fn=root.enter() if root is not None else None,
+        )
 
     def _environment(
         self, task: Any, definition: dict[str, Any], override: dict[str, Any], *, home: str

@@ -10,8 +10,12 @@
   sub-resource in the query. Both path-style (``/<bucket>/<key>``) and
   virtual-hosted (``<bucket>.host/<key>``) requests are understood.
 
-The service is the signing name in the SigV4 credential scope. ``CallCounter`` is the
-thread-safe tally the control API reports. Pure apart from reading (and restoring)
+The service is the signing name in the SigV4 credential scope. ``caller_of(environ)``
+says who made a call, from the User-Agent: ``"client"`` (the executor's boto3 clients
+carry ``covalent-ecs-executor/``), ``"runner"`` (the in-container runner carries
+``covalent-ecs-runtime/``), a name given as ``sandbox-caller/<name>`` (tooling such as
+the benchmarks labels other programs this way), else ``"other"``. ``CallCounter`` is
+the thread-safe tally, per caller, the control API reports. Pure apart from reading (and restoring)
 the request body, so it can be unit-tested with plain dicts.
 """
 
@@ -28,6 +32,14 @@ from urllib.parse import parse_qs
 # Requests carrying this in their User-Agent come from the sandbox itself (seed,
 # agent, Sandbox.client(internal=True)) and are not counted.
 SANDBOX_USER_AGENT_MARKER = "covalent-ecs-sandbox"
+
+# User-Agent markers -> caller names (see the module docstring).
+CLIENT_USER_AGENT_MARKER = "covalent-ecs-executor/"
+RUNNER_USER_AGENT_MARKER = "covalent-ecs-runtime/"
+_CALLER_LABEL = re.compile(r"sandbox-caller/([A-Za-z0-9_.-]+)")
+CALLER_CLIENT = "client"
+CALLER_RUNNER = "runner"
+CALLER_OTHER = "other"
 
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 _QUERY_SCOPE = re.compile(r"^[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request$")
@@ -64,6 +76,17 @@ _OBJECT_SUBRESOURCES = {
 
 def is_sandbox_internal(environ: dict[str, Any]) -> bool:
     return SANDBOX_USER_AGENT_MARKER in environ.get("HTTP_USER_AGENT", "")
+
+
+def caller_of(environ: dict[str, Any]) -> str:
+    """Who made the request: "client", "runner", a ``sandbox-caller/`` label, or "other"."""
+    agent = environ.get("HTTP_USER_AGENT", "")
+    if CLIENT_USER_AGENT_MARKER in agent:
+        return CALLER_CLIENT
+    if RUNNER_USER_AGENT_MARKER in agent:
+        return CALLER_RUNNER
+    label = _CALLER_LABEL.search(agent)
+    return label.group(1) if label else CALLER_OTHER
 
 
 def signing_service(environ: dict[str, Any]) -> str | None:
@@ -195,19 +218,31 @@ def _s3_operation(environ: dict[str, Any], *, server_host: str) -> str:
 
 
 class CallCounter:
-    """Thread-safe counts of ``"<service>.<Operation>"`` names."""
+    """Thread-safe counts of ``"<service>.<Operation>"`` names, kept per caller."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
+        self._counts: dict[str, Counter[str]] = {}
 
-    def add(self, name: str) -> None:
+    def add(self, name: str, caller: str = CALLER_OTHER) -> None:
         with self._lock:
-            self._counts[name] += 1
+            self._counts.setdefault(caller, Counter())[name] += 1
 
     def snapshot(self) -> dict[str, int]:
+        """Counts summed over every caller."""
         with self._lock:
-            return dict(sorted(self._counts.items()))
+            total: Counter[str] = Counter()
+            for counts in self._counts.values():
+                total.update(counts)
+            return dict(sorted(total.items()))
+
+    def snapshot_by_caller(self) -> dict[str, dict[str, int]]:
+        """``{caller: {operation: count}}`` (see ``caller_of``)."""
+        with self._lock:
+            return {
+                caller: dict(sorted(counts.items()))
+                for caller, counts in sorted(self._counts.items())
+            }
 
     def reset(self) -> None:
         with self._lock:

@@ -3,6 +3,7 @@
     GET  /_sandbox/health        {"status": "ok", "endpoint_url", "tasks_active"}
     GET  /_sandbox/config        the executor config block ([executors.ecs])
     GET  /_sandbox/calls         {"ecs.RunTask": 3, ...} API calls made by clients
+    GET  /_sandbox/calls/by-caller  {"client": {...}, "runner": {...}} the same, per caller
     POST /_sandbox/calls/reset   zero the counts
     GET  /_sandbox/tasks         the agent's record of every task (secrets masked)
     GET  /_sandbox/faults        scripted faults and how often each was used
@@ -33,6 +34,8 @@ class SandboxState(Protocol):
     def executor_config(self) -> dict[str, Any]: ...
 
     def calls(self) -> dict[str, int]: ...
+
+    def calls_by_caller(self) -> dict[str, dict[str, int]]: ...
 
     def reset_calls(self) -> None: ...
 
@@ -70,6 +73,7 @@ class ControlAPI:
             ("GET", "health"): lambda environ: state.health(),
             ("GET", "config"): lambda environ: state.executor_config,
             ("GET", "calls"): lambda environ: state.calls(),
+            ("GET", "calls/by-caller"): lambda environ: state.calls_by_caller(),
             ("POST", "calls/reset"): self._reset(state),
             ("GET", "tasks"): lambda environ: state.tasks(),
             ("GET", "faults"): lambda environ: state.faults(),

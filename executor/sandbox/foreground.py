@@ -61,6 +61,8 @@ def serve(
     provision_delay_s: float = 0.2,
     deprovision_delay_s: float = 0.3,
     aws_limits: bool = False,
+    fork_server: bool = False,
+    image_commands: dict[str, list[str]] | None = None,
     echo: Echo = _echo,
 ) -> int:
     stop = threading.Event()
@@ -82,6 +84,8 @@ def serve(
         provision_delay_s=provision_delay_s,
         deprovision_delay_s=deprovision_delay_s,
         aws_limits=aws_limits,
+        fork_server=fork_server,
+        image_commands=image_commands,
         on_task_event=lambda event, run: echo(describe_task_event(event, run)),
     )
     try:

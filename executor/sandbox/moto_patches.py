@@ -17,7 +17,8 @@ What the patched ECS does:
 * StopTask records the request (desiredStatus STOPPED, stopCode UserInitiated,
   stoppedReason, stoppingAt) and hands the task to the agent, which stops it.
 * DescribeTasks reports unknown ARNs as ``failures`` (reason MISSING) and rejects
-  more than 100 ARNs, as ECS does.
+  more than 100 ARNs, as ECS does; it looks tasks up by ARN in the named cluster
+  instead of scanning every task ever run (which made it slow at a thousand tasks).
 * CloudFormation's AWS::EC2::SubnetRouteTableAssociation really associates the
   subnet (DescribeRouteTables shows it) and AWS::EC2::RouteTable can be deleted, so
   the ``covalent-ecs infra`` stack's network is visible to ``doctor`` and deletes;
@@ -84,6 +85,7 @@ def install(hooks: TaskHooks | None) -> None:
         _patch_task_init()
         _patch_run_task()
         _patch_stop_task()
+        _patch_backend_describe_tasks()
         _patch_describe_tasks()
         _patch_cloudformation_route_tables()
         _patch_cloudformation_role_policies()
@@ -266,6 +268,28 @@ def _patch_stop_task() -> None:
         return task
 
     ecs_models.EC2ContainerServiceBackend.stop_task = stop_task  # type: ignore[method-assign]
+
+
+def _patch_backend_describe_tasks() -> None:
+    # moto scans every task of every cluster for each call, comparing each with every
+    # requested ARN: O(all tasks ever run x 100) per call, which dominates the sandbox
+    # at a thousand tasks (benchmarks). ECS looks tasks up in the named cluster only:
+    # find them by ARN there; anything given another way (a bare id) takes moto's path.
+    original = ecs_models.EC2ContainerServiceBackend.describe_tasks
+
+    def describe_tasks(self: Any, cluster_str: str, tasks: list[str]) -> list[Any]:
+        cluster = self._get_cluster(cluster_str)
+        if not tasks:
+            raise InvalidParameterException("Tasks cannot be empty.")
+        in_cluster = self.tasks.get(cluster.name, {})
+        found = [in_cluster.get(arn) for arn in tasks]
+        if any(task is None for task in found):
+            return original(self, cluster_str, tasks)
+        for task in found:
+            task.advance()
+        return found
+
+    ecs_models.EC2ContainerServiceBackend.describe_tasks = describe_tasks  # type: ignore[method-assign]
 
 
 def _patch_describe_tasks() -> None:

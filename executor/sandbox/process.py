@@ -64,6 +64,9 @@ class SandboxClient:
     def calls(self) -> dict[str, int]:
         return self._request("GET", "calls")
 
+    def calls_by_caller(self) -> dict[str, dict[str, int]]:
+        return self._request("GET", "calls/by-caller")
+
     def reset_calls(self) -> None:
         self._request("POST", "calls/reset")
 
@@ -106,6 +109,8 @@ class SandboxProcess:
         python: str = sys.executable,
         env: dict[str, str] | None = None,
         aws_limits: bool = False,
+        fork_server: bool = False,
+        image_commands: dict[str, list[str]] | None = None,
     ) -> None:
         self._port = port
         self._aws_limits = aws_limits
@@ -115,6 +120,8 @@ class SandboxProcess:
         self._stop_timeout_s = stop_timeout_s
         self._python = python
         self._env = env
+        self._fork_server = fork_server
+        self._image_commands = dict(image_commands or {})
         self._process: subprocess.Popen[bytes] | None = None
         self._state_dir: str | None = None
         self.client: SandboxClient | None = None
@@ -139,6 +146,10 @@ class SandboxProcess:
             argv += ["--deprovision-delay", str(deprovision)]
         if self._aws_limits:
             argv.append("--aws-limits")
+        if self._fork_server:
+            argv += ["--fork-server"]
+        for image, command in self._image_commands.items():
+            argv += ["--image-command", f"{image}={json.dumps(command)}"]
         env = dict(os.environ if self._env is None else self._env)
         # The package imports covalent, which writes its config/db under $HOME unless
         # told otherwise: keep the child's inside the state dir.

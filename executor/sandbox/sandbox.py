@@ -45,6 +45,8 @@ class Sandbox:
         deprovision_delay_s: float = 0.3,
         stop_timeout_s: float = 2.0,
         enforce_memory: bool = True,
+        fork_server: bool = False,
+        image_commands: dict[str, list[str]] | None = None,
         on_task_event: TaskEventListener | None = None,
         aws_limits: bool = False,
         image_roots: dict[str, str] | None = None,
@@ -59,6 +61,8 @@ class Sandbox:
             "enforce_memory": enforce_memory,
             # image reference -> OCI bundle: run it chrooted (image_roots.py; tests images)
             "image_roots": dict(image_roots or {}),
+            "fork_server": fork_server,
+            "image_commands": dict(image_commands or {}),
         }
         self._on_task_event = on_task_event
         self._counter = CallCounter()
@@ -174,6 +178,10 @@ class Sandbox:
 
     def calls(self) -> dict[str, int]:
         return self._counter.snapshot()
+
+    def calls_by_caller(self) -> dict[str, dict[str, int]]:
+        """``{"client": {...}, "runner": {...}, ...}``: who made which calls (calls.caller_of)."""
+        return self._counter.snapshot_by_caller()
 
     def reset_calls(self) -> None:
         self._counter.reset()

@@ -3,7 +3,7 @@
 ``SandboxMiddleware`` sees every request first:
 
 1. ``/_sandbox/...`` goes to the control API (control.py);
-2. every other request is named (calls.py) and counted, unless it carries the
+2. every other request is named (calls.py) and counted per caller, unless it carries the
    sandbox's own User-Agent marker (seed, ``Sandbox.client(internal=True)``);
 3. then each of ``request_policies`` may answer instead of moto: a policy gets
    ``(operation, environ, start_response)`` and returns a WSGI response iterable
@@ -35,7 +35,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from .calls import CallCounter, classify_request, is_sandbox_internal
+from .calls import CallCounter, caller_of, classify_request, is_sandbox_internal
 from .control import CONTROL_PREFIX, ControlAPI
 from .faults import FaultBook
 from .limits import AwsLimits
@@ -58,7 +58,7 @@ class SandboxMiddleware:
             return self.control(environ, start_response)
         operation = classify_request(environ, server_host=self.server_host)
         if not is_sandbox_internal(environ):
-            self.counter.add(operation)
+            self.counter.add(operation, caller_of(environ))
         for policy in self.request_policies:
             answer = policy(operation, environ, start_response)
             if answer is not None:

@@ -93,6 +93,8 @@ _Credentials = Annotated[
 _EndpointUrl = Annotated[
     str, typer.Option(help="AWS endpoint override, e.g. the sandbox's http://127.0.0.1:PORT.")
 ]
+_PollInterval = Annotated[float, typer.Option(help="Seconds between progress checks.", min=0.1)]
+_Timeout = Annotated[float, typer.Option(help="Give up waiting after this many seconds.", min=1)]
 _StackName = Annotated[
     str, typer.Option(help="CloudFormation stack name; it also names the ECS cluster.")
 ]
@@ -170,10 +172,8 @@ def infra_deploy(
     profile: _Profile = "",
     credentials: _Credentials = None,
     endpoint_url: _EndpointUrl = "",
-    poll_interval: Annotated[
-        float, typer.Option(help="Seconds between progress checks.", min=0.1)
-    ] = 5.0,
-    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.", min=1)] = 1800,
+    poll_interval: _PollInterval = 5.0,
+    timeout: _Timeout = 1800,
 ) -> None:
     """Create (or update) the stack, with a line per stack event; print the config block."""
     from .conffile import toml_block, write_covalent_conf
@@ -221,10 +221,8 @@ def infra_destroy(
     profile: _Profile = "",
     credentials: _Credentials = None,
     endpoint_url: _EndpointUrl = "",
-    poll_interval: Annotated[
-        float, typer.Option(help="Seconds between progress checks.", min=0.1)
-    ] = 5.0,
-    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.", min=1)] = 1800,
+    poll_interval: _PollInterval = 5.0,
+    timeout: _Timeout = 1800,
 ) -> None:
     """Delete the stack and everything in it (staged objects, runner images, task logs)."""
     from .errors import ECSExecutorError

@@ -26,6 +26,8 @@ from typing import Any
 
 from covalent_ecs_runtime import contract
 
+from ..iampolicy import AWS_MANAGED_POLICIES
+
 REGION = "us-east-1"
 PROFILE = "sandbox"
 # Fake keys: moto accepts any. They only have to look like keys to botocore.
@@ -55,23 +57,7 @@ _ECS_TASKS_TRUST = {
 }
 # The permissions of AWS's managed AmazonECSTaskExecutionRolePolicy, inline: moto does
 # not load AWS managed policies unless MOTO_IAM_LOAD_MANAGED_POLICIES is set (slow).
-_EXECUTION_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": [
-                "ecr:GetAuthorizationToken",
-                "ecr:BatchCheckLayerAvailability",
-                "ecr:GetDownloadUrlForLayer",
-                "ecr:BatchGetImage",
-                "logs:CreateLogStream",
-                "logs:PutLogEvents",
-            ],
-            "Resource": "*",
-        }
-    ],
-}
+_EXECUTION_POLICY = AWS_MANAGED_POLICIES["AmazonECSTaskExecutionRolePolicy"]
 
 
 

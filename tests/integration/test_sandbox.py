@@ -27,7 +27,7 @@ ACCOUNT = "123456789012"
 CONTAINER = "main"
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 15.0, what: str = "") -> Any:
+def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 30.0, what: str = "") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:

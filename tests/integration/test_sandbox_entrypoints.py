@@ -85,7 +85,10 @@ def test_sandbox_command_prints_the_conf_block_writes_it_and_stops_on_ctrl_c(
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for(lambda: "Ctrl-C stops it." in out.read_text(), what="the sandbox banner")
+        # A ceiling, not a pace: the sandbox takes 2-5 s to start, 20 s on a loaded machine.
+        wait_for(
+            lambda: "Ctrl-C stops it." in out.read_text(), timeout_s=90, what="the sandbox banner"
+        )
         text = out.read_text()
         endpoint = re.search(r"export AWS_ENDPOINT_URL=(http://127\.0\.0\.1:\d+)", text)[1]
         assert "[executors.ecs]" in text

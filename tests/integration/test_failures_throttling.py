@@ -21,20 +21,11 @@ import boto3
 import botocore.exceptions
 import pytest
 from botocore.config import Config
+from waiting import wait_for
 
 from covalent_ecs_executor import LaunchError, aws, launch
 from covalent_ecs_executor.config import build_config
 from covalent_ecs_executor.sandbox import SandboxProcess
-
-
-def wait_for(predicate: Any, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"condition not met in {timeout_s} s")
 
 
 def executor_clients(sandbox: Any, **overrides: Any) -> aws.Clients:

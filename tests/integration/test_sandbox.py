@@ -12,12 +12,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import botocore.exceptions
 import cloudpickle
 import pytest
+from waiting import wait_for
 
 from covalent_ecs_runtime import contract
 
@@ -27,16 +27,6 @@ ACCOUNT = "123456789012"
 CONTAINER = "main"
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 30.0, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 class Ecs:

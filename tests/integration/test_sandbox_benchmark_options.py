@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 from covalent_ecs_executor import ECSExecutor
 from covalent_ecs_executor.sandbox import Sandbox
@@ -33,12 +34,6 @@ def forking_sandbox() -> Iterator[Sandbox]:
         yield sandbox
 
 
-def wait_for(predicate: Any, timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return value
 
 
 def log_messages(sandbox: Sandbox, record: dict[str, Any]) -> list[str]:
@@ -84,7 +79,6 @@ def test_a_forked_runner_task_is_its_own_process_with_the_task_environment(
 
 def test_stop_task_terminates_a_forked_runner(forking_sandbox: Sandbox) -> None:
     def sleep_long() -> None:  # nested: pickled by value
-        import time
 
         time.sleep(60)
 

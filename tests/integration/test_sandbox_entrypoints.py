@@ -9,26 +9,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from waiting import wait_for
 
 from covalent_ecs_executor.sandbox import Sandbox, SandboxError, SandboxProcess
 
 pytestmark = pytest.mark.integration
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 def test_in_process_sandbox_is_exclusive_and_kills_its_tasks_on_stop() -> None:

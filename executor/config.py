@@ -81,6 +81,10 @@ class ExecutorConfig(BaseModel):
     ecs_task_log_group_name: str = Field(
         "covalent-fargate-task-logs", description="CloudWatch Logs group for task output."
     )
+    capacity_provider: Literal["FARGATE", "FARGATE_SPOT"] = Field(
+        "FARGATE",
+        description="FARGATE (on demand) or FARGATE_SPOT (cheaper; AWS may interrupt tasks).",
+    )
     cpu_architecture: Literal["X86_64", "ARM64"] = Field(
         "X86_64", description="Fargate CPU architecture (the runner image is multi-arch)."
     )

@@ -138,6 +138,7 @@ class ECSExecutor(AsyncBaseExecutor):
         ecs_task_security_group_id: str | None = None,
         assign_public_ip: bool | None = None,
         ecs_task_log_group_name: str | None = None,
+        capacity_provider: str | None = None,
         cpu_architecture: str | None = None,
         vcpu: float | None = None,
         memory: float | None = None,

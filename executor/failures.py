@@ -135,7 +135,7 @@ def classify_stopped_task(
     ):
         return CapacityError(
             f"{where} lost or never got Fargate capacity {stated}. Run the task again; "
-            "for Spot, consider on-demand Fargate for long tasks.",
+            "for Spot, consider on-demand Fargate for long tasks (capacity_provider=\"FARGATE\").",
             **facts,
         )
     if stop_code == "UserInitiated":

@@ -88,7 +88,7 @@ def build_run_task_request(
     return {
         "cluster": config.ecs_cluster_name,
         "taskDefinition": task_definition_arn,
-        "launchType": "FARGATE",
+        **_capacity(config),
         "platformVersion": "LATEST",
         "count": 1,
         "networkConfiguration": {
@@ -151,6 +151,17 @@ class LaunchPacer:
 
 
 launch_pacer = LaunchPacer()
+
+
+def _capacity(config: ExecutorConfig) -> dict[str, Any]:
+    """On-demand Fargate, or Spot through a capacity provider strategy.
+
+    RunTask takes ``launchType`` or ``capacityProviderStrategy``, never both; Spot needs
+    the cluster to have the FARGATE_SPOT capacity provider (the infra template adds it).
+    """
+    if config.capacity_provider == "FARGATE":
+        return {"launchType": "FARGATE"}
+    return {"capacityProviderStrategy": [{"capacityProvider": config.capacity_provider, "weight": 1}]}
 
 
 def run_task(ecs: Any, request: dict[str, Any]) -> dict[str, Any]:

@@ -111,3 +111,13 @@ def test_config_errors_make_no_aws_call(fresh_sandbox):
     with pytest.raises(TaskRuntimeError, match="ecs_task_subnet_id and ecs_task_security_group_id must be set|ecs_task_subnet_id must be set"):
         run_tasks(executor, [(abs, (1,), {})])
     assert fresh_sandbox.calls() == {}
+
+
+def test_spot_tasks_launch_through_the_fargate_spot_capacity_provider(fresh_sandbox):
+    executor = ECSExecutor(**{**fresh_sandbox.executor_config, "capacity_provider": "FARGATE_SPOT"})
+    assert run_tasks(executor, [(max, (3, 7), {})]) == [7]
+    record = fresh_sandbox.tasks()[-1]  # records are in creation order: ours is the newest
+    assert record["env"]["COVALENT_ECS_TASK"].startswith("test-")
+    ecs = fresh_sandbox.client("ecs", internal=True)
+    [task] = ecs.describe_tasks(cluster=executor.ecs_cluster_name, tasks=[record["taskArn"]])["tasks"]
+    assert task["capacityProviderName"] == "FARGATE_SPOT"

@@ -98,6 +98,7 @@ BAD_INPUTS = [
     ({"retry_mode": "aggressive"}, "retry_mode='aggressive'"),
     ({"max_attempts": 0}, "max_attempts=0"),
     ({"cpu_architecture": "arm64"}, "cpu_architecture='arm64'"),
+    ({"capacity_provider": "SPOT"}, "capacity_provider='SPOT'"),
     ({"assign_public_ip": "maybe"}, "assign_public_ip='maybe'"),
     ({"memroy": 1}, "unknown argument 'memroy'; did you mean 'memory'?"),
     ({"subnet": "subnet-0123abcd"}, "unknown argument 'subnet'"),

@@ -97,3 +97,12 @@ def test_overrides_over_8192_characters_are_refused_before_any_call():
     with pytest.raises(ConfigError, match=f"at most {MAX_OVERRIDES_CHARS}"):
         request(environment={f"V{i}": "x" * 100 for i in range(100)})
     assert len(json.dumps(request()["overrides"])) < MAX_OVERRIDES_CHARS
+
+
+def test_on_demand_is_a_launch_type_and_spot_a_capacity_provider_strategy():
+    on_demand = request()
+    assert on_demand["launchType"] == "FARGATE" and "capacityProviderStrategy" not in on_demand
+    spot = request(capacity_provider="FARGATE_SPOT")
+    # RunTask refuses launchType together with a strategy.
+    assert "launchType" not in spot
+    assert spot["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]

@@ -230,8 +230,18 @@ class _Context:
                 "create it again (`covalent-ecs infra deploy`) or set ecs_cluster_name",
             )
         providers = cluster.get("capacityProviders") or []
-        # The executor launches with launchType FARGATE, which every cluster accepts;
-        # capacity providers only matter to capacity-provider strategies.
+        # On-demand tasks launch with launchType FARGATE, which every cluster accepts;
+        # Spot goes through a capacity provider strategy, which needs the provider.
+        wanted = self.config.capacity_provider
+        if wanted != "FARGATE" and wanted not in providers:
+            raise _Failed(
+                f"capacity_provider = {wanted!r}, but cluster {name} has no {wanted} capacity "
+                f"provider (it has: {', '.join(providers) or 'none'})",
+                f"attach it (`aws ecs put-cluster-capacity-providers --cluster {name} "
+                "--capacity-providers FARGATE FARGATE_SPOT --default-capacity-provider-strategy "
+                "capacityProvider=FARGATE,weight=1`; the `covalent-ecs infra` stack has it), "
+                'or set capacity_provider = "FARGATE"',
+            )
         detail = ", ".join(providers) if providers else "launch type FARGATE (no capacity providers)"
         return ok("cluster", f"{name} is ACTIVE; {detail}")
 

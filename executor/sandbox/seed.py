@@ -125,7 +125,8 @@ def seed(client: ClientFactory, *, state_dir: str, endpoint_url: str) -> dict[st
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
         },
     )
-    client("ecs").create_cluster(clusterName=CLUSTER)
+    # Both Fargate capacity providers, as `covalent-ecs infra` creates: Spot tasks need one.
+    client("ecs").create_cluster(clusterName=CLUSTER, capacityProviders=["FARGATE", "FARGATE_SPOT"])
     client("logs").create_log_group(logGroupName=LOG_GROUP)
 
     iam = client("iam")

@@ -62,8 +62,10 @@ def test_doctor_passes_on_a_deployed_stack(stack):
     assert f"{len(ALL_CHECKS)} checks: all passed" in lines
 
 
-def test_doctor_passes_on_the_sandbox_block(sandbox, tmp_path):
-    code, report, lines = doctor(write_conf(tmp_path / "covalent.conf", sandbox.executor_config))
+@pytest.mark.parametrize("capacity_provider", ["FARGATE", "FARGATE_SPOT"])
+def test_doctor_passes_on_the_sandbox_block(sandbox, tmp_path, capacity_provider):
+    config = {**sandbox.executor_config, "capacity_provider": capacity_provider}
+    code, report, lines = doctor(write_conf(tmp_path / "covalent.conf", config))
     assert code == 0, lines
 
 
@@ -98,6 +100,13 @@ def missing_bucket(sandbox, config):
 def deleted_cluster(sandbox, config):
     sandbox.client("ecs", internal=True).delete_cluster(cluster=config["ecs_cluster_name"])
     return {}
+
+
+def spot_on_a_cluster_without_spot(sandbox, config):
+    sandbox.client("ecs", internal=True).put_cluster_capacity_providers(
+        cluster=config["ecs_cluster_name"], capacityProviders=["FARGATE"], defaultCapacityProviderStrategy=[]
+    )
+    return {"capacity_provider": "FARGATE_SPOT"}
 
 
 def missing_cluster(sandbox, config):
@@ -218,6 +227,7 @@ CASES: list[tuple[Breaker, str, str]] = [
     (missing_bucket, "bucket", "infra deploy"),
     (deleted_cluster, "cluster", "create it again"),
     (missing_cluster, "cluster", "ecs_cluster_name"),
+    (spot_on_a_cluster_without_spot, "cluster", 'capacity_provider = "FARGATE"'),
     (execution_role_trusts_ec2, "execution role", "ecs-tasks.amazonaws.com"),
     (execution_role_without_policy, "execution role", "AmazonECSTaskExecutionRolePolicy"),
     (missing_task_role, "task role", "ecs_task_role_name"),

@@ -196,14 +196,11 @@ class ECSExecutor(AsyncBaseExecutor):
         if not isinstance(handle, dict) or "task_arn" not in handle:
             return False
         config = self.config()
-        clients = aws.clients_for(config)
-        await _in_thread(
-            aws.call,
-            clients.ecs.stop_task,
-            "stop the task",
-            cluster=handle.get("cluster", config.ecs_cluster_name),
-            task=handle["task_arn"],
-            reason=f"{_CANCEL_REASON} (dispatch {task_metadata.get('dispatch_id')}, "
+        await self._stop(
+            aws.clients_for(config),
+            handle.get("cluster", config.ecs_cluster_name),
+            handle["task_arn"],
+            f"{_CANCEL_REASON} (dispatch {task_metadata.get('dispatch_id')}, "
             f"node {task_metadata.get('node_id')})",
         )
         return True
@@ -338,27 +335,29 @@ class ECSExecutor(AsyncBaseExecutor):
                 if done:
                     return watch.result()
                 if deadline is not None and loop.time() >= deadline:
-                    await self._stop(config, clients, task_arn, f"{_TIME_LIMIT_REASON} ({limit_s:g} s)")
+                    await self._stop(
+                        clients, config.ecs_cluster_name, task_arn,
+                        f"{_TIME_LIMIT_REASON} ({limit_s:g} s)",
+                    )  # fmt: skip
                     raise TaskTimeoutError(
                         f"time limit exceeded: ECS task {task_arn} ran longer than "
                         f"time_limit={limit_s:g} s and was stopped. Raise time_limit or "
                         "set it to -1 for no limit."
                     )
                 if await self._cancel_requested():
-                    await self._stop(config, clients, task_arn, _CANCEL_REASON)
+                    await self._stop(clients, config.ecs_cluster_name, task_arn, _CANCEL_REASON)
                     raise TaskCancelledError(f"cancelled: ECS task {task_arn} was stopped")
         finally:
             if not watch.done():
                 watch.cancel()  # the poller stops watching this task
 
-    async def _stop(
-        self, config: ExecutorConfig, clients: aws.Clients, task_arn: str, reason: str
-    ) -> None:
+    @staticmethod
+    async def _stop(clients: aws.Clients, cluster: str, task_arn: str, reason: str) -> None:
         await _in_thread(
             aws.call,
             clients.ecs.stop_task,
             f"stop the task ({reason})",
-            cluster=config.ecs_cluster_name,
+            cluster=cluster,
             task=task_arn,
             reason=reason,
         )

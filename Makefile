@@ -7,10 +7,17 @@ PYTEST_ARGS ?=
 
 .PHONY: install test test-unit demo sandbox lint clean publish-image runner-requirements bench bench-quick bench-original
 
+# uv (a package on PyPI) installs the same pinned wheels several times faster than pip;
+# when it cannot be installed, pip does the same job.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	@if $(PY) -m pip install -q --disable-pip-version-check uv >/dev/null 2>&1; then \
+		echo "installing with uv"; \
+		$(VENV)/bin/uv pip install --python $(PY) -q -e '.[dev]'; \
+	else \
+		echo "uv unavailable: installing with pip"; \
+		$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'; \
+	fi
 	touch $@
 
 install: $(VENV)/.installed
@@ -55,5 +62,5 @@ publish-image: install
 # The runner's pinned dependencies (this client's versions) for `docker build` (Dockerfile).
 runner-requirements: install
 	mkdir -p build
-	$(PY) -c "from covalent_ecs_executor.layers import pinned_requirements as p; print(*p(), sep='\\n')" > build/runner-requirements.txt
+	$(PY) -c "from covalent_ecs_executor.image.layers import pinned_requirements as p; print(*p(), sep='\\n')" > build/runner-requirements.txt
 	@echo "wrote build/runner-requirements.txt"

@@ -139,7 +139,7 @@ def infra_template(
     ] = None,
 ) -> None:
     """Print the CloudFormation template (for the console, the AWS CLI, or review)."""
-    from .infra import template_body
+    from .setup.infra import template_body
 
     if output is None:
         typer.echo(template_body(), nl=False)
@@ -176,9 +176,9 @@ def infra_deploy(
     timeout: _Timeout = 1800,
 ) -> None:
     """Create (or update) the stack, with a line per stack event; print the config block."""
-    from .conffile import toml_block, write_covalent_conf
     from .errors import ECSExecutorError
-    from .infra import check_stack_name, deploy, parse_parameters
+    from .setup.conffile import toml_block, write_covalent_conf
+    from .setup.infra import check_stack_name, deploy, parse_parameters
 
     try:
         check_stack_name(stack_name)
@@ -226,7 +226,7 @@ def infra_destroy(
 ) -> None:
     """Delete the stack and everything in it (staged objects, runner images, task logs)."""
     from .errors import ECSExecutorError
-    from .infra import check_stack_name, destroy
+    from .setup.infra import check_stack_name, destroy
 
     try:
         check_stack_name(stack_name)
@@ -272,8 +272,8 @@ def doctor(
     from rich.console import Console
     from rich.markup import escape
 
-    from .conffile import default_conf_path, read_executor_section
-    from .doctor import fail, run_checks, summary
+    from .setup.conffile import default_conf_path, read_executor_section
+    from .setup.doctor import fail, run_checks, summary
 
     path = str(conf) if conf else default_conf_path()
     overrides = {
@@ -356,8 +356,8 @@ def publish_image(
     ] = None,
 ) -> None:
     """Build the runner image without Docker and push it; prints the pushed reference last."""
-    from . import publish
     from .errors import ECSExecutorError
+    from .image import publish
 
     def report(line: str) -> None:
         typer.echo(line, err=True)

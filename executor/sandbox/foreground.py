@@ -15,7 +15,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from ..conffile import toml_block, write_covalent_conf
+from ..setup.conffile import toml_block, write_covalent_conf
 from .agent import TaskRun
 from .sandbox import Sandbox
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from moto.backends import get_backend
 
-from ..imageref import parse_ecr_image
+from ..image.refs import parse_ecr_image
 
 
 def image_pull_error(image: str) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from covalent_ecs_runtime import contract
 
-from ..iampolicy import AWS_MANAGED_POLICIES
+from ..setup.iampolicy import AWS_MANAGED_POLICIES
 
 REGION = "us-east-1"
 PROFILE = "sandbox"

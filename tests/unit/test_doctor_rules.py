@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from covalent_ecs_executor import iampolicy
-from covalent_ecs_executor.doctor import allows_outbound_https, ecr_route
+from covalent_ecs_executor.setup import iampolicy
+from covalent_ecs_executor.setup.doctor import allows_outbound_https, ecr_route
 
 BUCKET_OBJECTS = "arn:aws:s3:::b/covalent-ecs/*"
 

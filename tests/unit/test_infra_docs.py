@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import typer
 
-from covalent_ecs_executor import errors, infra
+from covalent_ecs_executor import errors
 from covalent_ecs_executor.cli import app
-from covalent_ecs_executor.doctor import _Context
+from covalent_ecs_executor.setup import infra
+from covalent_ecs_executor.setup.doctor import _Context
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 

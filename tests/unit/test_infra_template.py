@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from covalent_ecs_executor import infra
 from covalent_ecs_executor.config import CONFIG_KEYS
 from covalent_ecs_executor.errors import ConfigError
+from covalent_ecs_executor.setup import infra
 from covalent_ecs_executor.staging import STAGING_ROOT
 
 RESOURCES = infra.template()["Resources"]
@@ -20,7 +20,7 @@ RESOURCES = infra.template()["Resources"]
 def test_template_passes_cfn_lint(tmp_path):
     from cfnlint.api import lint_file
 
-    path = Path(str(resources.files("covalent_ecs_executor").joinpath("templates", infra.TEMPLATE_FILE)))
+    path = Path(str(resources.files("covalent_ecs_executor.setup").joinpath("templates", infra.TEMPLATE_FILE)))
     assert lint_file(path) == []
     # ... and cfn-lint does look: a wrong property type in a copy is reported.
     broken = tmp_path / "broken.yaml"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from covalent_ecs_executor import layers, oci, publish
 from covalent_ecs_executor.errors import ECSExecutorError
-from covalent_ecs_executor.registry import DOCKER_HUB, Reference, RegistryError, base_url
+from covalent_ecs_executor.image import layers, oci, publish
+from covalent_ecs_executor.image.registry import DOCKER_HUB, Reference, RegistryError, base_url
 
 
 def make_tree(root: Path, mtime: int) -> None:

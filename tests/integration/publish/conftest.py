@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from covalent_ecs_executor import oci
-from covalent_ecs_executor.registry import RegistryClient
+from covalent_ecs_executor.image import oci
+from covalent_ecs_executor.image.registry import RegistryClient
 from covalent_ecs_runtime import contract
 
 CACHE_DIR = Path(

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from covalent_ecs_executor import aws, publish
+from covalent_ecs_executor import aws
 from covalent_ecs_executor.config import build_config
 from covalent_ecs_executor.errors import AWSSetupError
+from covalent_ecs_executor.image import publish
 
 pytestmark = pytest.mark.integration
 

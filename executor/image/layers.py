@@ -31,8 +31,8 @@ from pathlib import Path
 
 from covalent_ecs_runtime import contract
 
+from ..errors import ECSExecutorError
 from . import oci
-from .errors import ECSExecutorError
 
 DEPS_DIR = "/opt/covalent-ecs/site-packages"
 RUNNER_DIR = "/opt/covalent-ecs/runner"

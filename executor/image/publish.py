@@ -34,8 +34,8 @@ from typing import Any
 
 from covalent_ecs_runtime import contract
 
+from ..errors import ECSExecutorError
 from . import layers, oci
-from .errors import ECSExecutorError
 from .registry import Reference, RegistryClient, RegistryError, credentials_for
 
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -141,7 +141,7 @@ def ecr_target(clients: Any, repository: str, report: Report) -> Target:
     """ECR of the configured account/region; creates ``repository`` if it is missing."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from . import aws
+    from .. import aws
 
     ecr = clients.ecr
     try:
@@ -170,7 +170,7 @@ def configured_executor() -> Any:
     """The ``[executors.ecs]`` block of covalent.conf, validated (subnet etc. not needed)."""
     from covalent._shared_files.config import get_config
 
-    from .config import build_config
+    from ..config import build_config
 
     try:
         section = get_config("executors.ecs")

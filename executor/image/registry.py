@@ -31,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from .errors import ECSExecutorError
+from ..errors import ECSExecutorError
 from .oci import INDEX_TYPES, MANIFEST_TYPES
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}

@@ -22,9 +22,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import aws
-from .config import CONFIG_KEYS
-from .errors import AWSSetupError, ConfigError
+from .. import aws
+from ..config import CONFIG_KEYS
+from ..errors import AWSSetupError, ConfigError
 
 TEMPLATE_FILE = "covalent-ecs.yaml"
 DEFAULT_STACK_NAME = "covalent-ecs"

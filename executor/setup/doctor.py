@@ -27,11 +27,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from covalent_ecs_runtime import contract
 
-from . import aws, iampolicy, taskdefs
-from .config import ExecutorConfig, build_config
-from .errors import ConfigError, ECSExecutorError
-from .imageref import parse_ecr_image
-from .staging import STAGING_ROOT
+from .. import aws, taskdefs
+from ..config import ExecutorConfig, build_config
+from ..errors import ConfigError, ECSExecutorError
+from ..image.refs import parse_ecr_image
+from ..staging import STAGING_ROOT
+from . import iampolicy
 
 Status = Literal["ok", "fail", "skip"]
 ECS_TASKS_SERVICE = "ecs-tasks.amazonaws.com"

@@ -1,12 +1,15 @@
 """The Covalent adapter: ``ECSExecutor`` runs one electron as one ECS Fargate task.
 
-``run()`` is five steps, each in its own module:
+``run()`` reads as its steps, each a short method backed by its own module:
 
-1. stage   (staging.py)  cloudpickle ``(function, args, kwargs)`` and upload it to S3
-2. define  (taskdefs.py) find or register the one task definition for this config
-3. launch  (launch.py)   RunTask with the command, env and size as overrides
-4. watch   (poller.py)   one batched DescribeTasks loop for every live task
-5. collect (staging.py, failures.py) download the result envelope, or explain the failure
+1. stage    (staging.py)   cloudpickle ``(function, args, kwargs)`` and upload it to S3
+2. define   (taskdefs.py)  find or register the one task definition for this config
+3. launch   (launch.py, livetasks.py)  RunTask with command, env and size as overrides;
+            from here to the end of ``run()`` the task is guarded: if ``run()`` ends
+            before the container exited, the task is stopped with a reason
+4. watch    (poller.py)    one batched DescribeTasks loop for every live task
+5. collect  (staging.py, failures.py)  download the result envelope, or explain the failure
+6. clean up (staging.py)   delete the staged objects (a failure is only a warning)
 
 Covalent builds this object on its server as ``ECSExecutor(**[executors.ecs])`` and then
 overwrites ``__dict__`` with the client object's attributes, so every attribute is
@@ -16,16 +19,14 @@ plain JSON (config values only); clients, pollers and caches live in module regi
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import functools
 import json
 import secrets
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from covalent._shared_files.config import get_config
@@ -34,16 +35,13 @@ from covalent.executor.base import AsyncBaseExecutor
 
 from covalent_ecs_runtime import contract
 
-from . import aws, failures, launch, poller, staging, taskdefs, tasklogs
+from . import aws, failures, launch, livetasks, poller, staging, taskdefs, tasklogs
 from .config import CONFIG_KEYS, COVALENT_BASE_KEYS, ExecutorConfig, build_config, plugin_defaults
 from .errors import ConfigError, ECSExecutorError, TaskStoppedError, TaskTimeoutError
 
 EXECUTOR_PLUGIN_NAME = "ECSExecutor"
 _EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
 
-_CANCEL_REASON = "Cancelled by Covalent"
-_TIME_LIMIT_REASON = "Time limit exceeded"
-_SHUTDOWN_REASON = "Covalent stopped watching the task"
 # get_cancel_requested() is a round trip to the server's database: ask at most this
 # often per task while it runs (Covalent's own cancel() stops a task at once when it
 # has the job handle; this catches a cancel that raced the handle).
@@ -69,36 +67,6 @@ def remove_timings_listener(listener: TimingsListener) -> None:
 _aws_threads = ThreadPoolExecutor(max_workers=aws.MAX_AWS_THREADS, thread_name_prefix="covalent-ecs")
 _task_definitions = taskdefs.TaskDefinitionCache()
 
-# Tasks this process started and still watches: task ARN -> (clients, cluster). When
-# the process ends with tasks still running (a Covalent server stopped mid-dispatch),
-# they are stopped rather than left to run (and bill) with nobody to collect them.
-_live_tasks: dict[str, tuple[aws.Clients, str]] = {}
-_live_tasks_lock = threading.Lock()
-
-
-def _stop_task_now(clients: aws.Clients, cluster: str, task_arn: str, reason: str) -> None:
-    """StopTask from plain (non-async) code, best effort: used while shutting down."""
-    with contextlib.suppress(ECSExecutorError):
-        aws.call(clients.ecs.stop_task, "stop the task", cluster=cluster, task=task_arn, reason=reason)
-
-
-def _run_and_track(clients: aws.Clients, request: dict[str, Any]) -> dict[str, Any]:
-    """RunTask, and record the task as live in the same thread: if the coroutine that
-    asked is cancelled while RunTask is in flight, the task is still stopped at exit."""
-    task = launch.run_task(clients.ecs, request)
-    with _live_tasks_lock:
-        _live_tasks[task["taskArn"]] = (clients, request["cluster"])
-    return task
-
-
-@atexit.register
-def _stop_live_tasks() -> None:
-    with _live_tasks_lock:
-        live = list(_live_tasks.items())
-        _live_tasks.clear()
-    for task_arn, (clients, cluster) in live:
-        _stop_task_now(clients, cluster, task_arn, f"{_SHUTDOWN_REASON} (its process exited)")
-
 
 async def _in_thread(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     loop = asyncio.get_running_loop()
@@ -111,6 +79,34 @@ def _config_from_file() -> dict[str, Any]:
     except (KeyError, TypeError):
         return {}
     return dict(section) if isinstance(section, dict) else {}
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one ``run()`` works with: its config, connection and staging keys."""
+
+    config: ExecutorConfig
+    clients: aws.Clients
+    dispatch_id: str
+    node_id: Any
+    attempt: str
+    keys: staging.TaskKeys
+
+    @property
+    def bucket(self) -> str:
+        return self.config.s3_bucket_name
+
+    @property
+    def cluster(self) -> str:
+        return self.config.ecs_cluster_name
+
+    @property
+    def label(self) -> str:
+        return f"dispatch {self.dispatch_id}, node {self.node_id}"
+
+    @property
+    def result_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.keys.result}"
 
 
 class ECSExecutor(AsyncBaseExecutor):
@@ -196,16 +192,17 @@ class ECSExecutor(AsyncBaseExecutor):
         if not isinstance(handle, dict) or "task_arn" not in handle:
             return False
         config = self.config()
-        await self._stop(
+        await _in_thread(
+            livetasks.stop,
             aws.clients_for(config),
             handle.get("cluster", config.ecs_cluster_name),
             handle["task_arn"],
-            f"{_CANCEL_REASON} (dispatch {task_metadata.get('dispatch_id')}, "
+            f"{livetasks.CANCEL_REASON} (dispatch {task_metadata.get('dispatch_id')}, "
             f"node {task_metadata.get('node_id')})",
         )
         return True
 
-    # ---------------------------------------------------------------- the five steps
+    # ---------------------------------------------------------------------- the steps
     async def _run(
         self,
         config: ExecutorConfig,
@@ -215,79 +212,66 @@ class ECSExecutor(AsyncBaseExecutor):
         dispatch_id: str,
         node_id: Any,
     ) -> Any:
-        clients = await _in_thread(aws.clients_for, config)
         attempt = secrets.token_hex(12)
-        keys = staging.task_keys(dispatch_id, node_id, attempt)
-        bucket = config.s3_bucket_name
-
-        # 1. stage
-        await _in_thread(
-            staging.upload_payload, clients.s3, bucket, keys.payload, (function, args, kwargs),
-            config.cache_dir,
+        run = _Run(
+            config=config,
+            clients=await _in_thread(aws.clients_for, config),
+            dispatch_id=dispatch_id,
+            node_id=node_id,
+            attempt=attempt,
+            keys=staging.task_keys(dispatch_id, node_id, attempt),
         )
+        await self._stage(run, (function, args, kwargs))
         try:
-            # 2. define
-            image_uri = await _in_thread(self._image_uri, config, clients)
-            definition = await _in_thread(
-                self._task_definition, config, clients, image_uri
-            )
-            definition_arn = await _task_definitions.arn(clients, definition, _in_thread)
-            # 3. launch (paced: Fargate's launch bucket, see launch.LaunchPacer)
-            request = launch.build_run_task_request(
-                config,
-                task_definition_arn=definition_arn,
-                bucket=bucket,
-                keys=keys,
-                dispatch_id=dispatch_id,
-                node_id=node_id,
-                attempt=attempt,
-            )
-            await launch.launch_pacer.acquire(request["count"])
-            if await self._cancel_requested():
-                raise TaskCancelledError(
-                    f"cancelled before launch: no ECS task was started for node {node_id}"
-                )
-            cluster = config.ecs_cluster_name
-            task = await _in_thread(_run_and_track, clients, request)
-            task_arn = task["taskArn"]
-            try:
-                await self._set_job_handle({"task_arn": task_arn, "cluster": cluster})
-                # 4. watch
-                watcher = poller.poller_for(clients, _in_thread)
-                described = await self._watch(config, clients, watcher, task_arn)
+            image_uri, definition_arn = await self._define(run)
+            request = await self._launch_request(run, definition_arn)
+            async with livetasks.guarded(
+                run.clients, request, run_in_thread=_in_thread, label=run.label
+            ) as task:
+                await self._set_job_handle({"task_arn": task.task_arn, "cluster": run.cluster})
+                watcher = poller.poller_for(run.clients, _in_thread)
+                described = await self._watch(run, watcher, task.task_arn)
+                task.exited = True
                 exit_seen = time.time()
-            except asyncio.CancelledError:
-                # The server is shutting down (or Covalent dropped the node): nobody
-                # will collect this task's result, so don't leave it running.
-                _stop_task_now(
-                    clients, cluster, task_arn,
-                    f"{_SHUTDOWN_REASON} (dispatch {dispatch_id}, node {node_id})",
-                )  # fmt: skip
-                raise
-            finally:
-                with _live_tasks_lock:
-                    _live_tasks.pop(task_arn, None)
-            # 5. collect
-            envelope = await _in_thread(
-                staging.download_result, clients.s3, bucket, keys.result, config.cache_dir
-            )
-            if envelope is None:
-                raise await self._explain_stop(
-                    config, clients, watcher, described, image_uri, f"s3://{bucket}/{keys.result}"
-                )
-            for listener in list(_timings_listeners):
-                listener(
-                    {
-                        "dispatch_id": dispatch_id,
-                        "node_id": node_id,
-                        "task_arn": task_arn,
-                        "timings": dict(envelope.get("timings") or {}),
-                        "exit_seen": exit_seen,
-                    }
-                )
+            envelope = await self._collect(run, watcher, described, image_uri)
+            self._tell_listeners(run, task.task_arn, envelope, exit_seen)
             return self._unpack(envelope)
         finally:
-            await self._cleanup(clients, bucket, keys)
+            await self._clean_up(run)
+
+    async def _stage(self, run: _Run, payload: Any) -> None:
+        await _in_thread(
+            staging.upload_payload,
+            run.clients.s3,
+            run.bucket,
+            run.keys.payload,
+            payload,
+            run.config.cache_dir,
+        )
+
+    async def _define(self, run: _Run) -> tuple[str, str]:
+        """The runner image and the ARN of the (shared) task definition that runs it."""
+        image_uri = await _in_thread(self._image_uri, run.config, run.clients)
+        definition = await _in_thread(self._task_definition, run.config, run.clients, image_uri)
+        return image_uri, await _task_definitions.arn(run.clients, definition, _in_thread)
+
+    async def _launch_request(self, run: _Run, definition_arn: str) -> dict[str, Any]:
+        """The RunTask request, once the launch pacer lets it go (Fargate's launch bucket)."""
+        request = launch.build_run_task_request(
+            run.config,
+            task_definition_arn=definition_arn,
+            bucket=run.bucket,
+            keys=run.keys,
+            dispatch_id=run.dispatch_id,
+            node_id=run.node_id,
+            attempt=run.attempt,
+        )
+        await launch.launch_pacer.acquire(request["count"])
+        if await self._cancel_requested():
+            raise TaskCancelledError(
+                f"cancelled before launch: no ECS task was started for node {run.node_id}"
+            )
+        return request
 
     def _image_uri(self, config: ExecutorConfig, clients: aws.Clients) -> str:
         if config.container_image_uri:
@@ -316,15 +300,14 @@ class ECSExecutor(AsyncBaseExecutor):
             return False
         return bool(await self.get_cancel_requested())
 
-    async def _watch(
-        self, config: ExecutorConfig, clients: aws.Clients, watcher: poller.TaskPoller, task_arn: str
-    ) -> dict[str, Any]:
-        """The task once its container exited; stops it on time limit or cancel."""
+    async def _watch(self, run: _Run, watcher: poller.TaskPoller, task_arn: str) -> dict[str, Any]:
+        """The task once its container exited. Raises (and the guard stops the task) on
+        the time limit or a cancel."""
         loop = asyncio.get_running_loop()
         watch = asyncio.ensure_future(
-            watcher.watch(config.ecs_cluster_name, task_arn, interval_s=config.poll_freq)
+            watcher.watch(run.cluster, task_arn, interval_s=run.config.poll_freq)
         )
-        limit_s = config.time_limit_s
+        limit_s = run.config.time_limit_s
         deadline = None if limit_s is None else loop.time() + limit_s
         try:
             while True:
@@ -335,66 +318,82 @@ class ECSExecutor(AsyncBaseExecutor):
                 if done:
                     return watch.result()
                 if deadline is not None and loop.time() >= deadline:
-                    await self._stop(
-                        clients, config.ecs_cluster_name, task_arn,
-                        f"{_TIME_LIMIT_REASON} ({limit_s:g} s)",
-                    )  # fmt: skip
-                    raise TaskTimeoutError(
-                        f"time limit exceeded: ECS task {task_arn} ran longer than "
-                        f"time_limit={limit_s:g} s and was stopped. Raise time_limit or "
-                        "set it to -1 for no limit."
+                    raise livetasks.with_stop_reason(
+                        TaskTimeoutError(
+                            f"time limit exceeded: ECS task {task_arn} ran longer than "
+                            f"time_limit={limit_s:g} s and was stopped. Raise time_limit or "
+                            "set it to -1 for no limit."
+                        ),
+                        f"{livetasks.TIME_LIMIT_REASON} ({limit_s:g} s)",
                     )
                 if await self._cancel_requested():
-                    await self._stop(clients, config.ecs_cluster_name, task_arn, _CANCEL_REASON)
-                    raise TaskCancelledError(f"cancelled: ECS task {task_arn} was stopped")
+                    raise livetasks.with_stop_reason(
+                        TaskCancelledError(f"cancelled: ECS task {task_arn} was stopped"),
+                        f"{livetasks.CANCEL_REASON} ({run.label})",
+                    )
         finally:
             if not watch.done():
                 watch.cancel()  # the poller stops watching this task
 
-    @staticmethod
-    async def _stop(clients: aws.Clients, cluster: str, task_arn: str, reason: str) -> None:
-        await _in_thread(
-            aws.call,
-            clients.ecs.stop_task,
-            f"stop the task ({reason})",
-            cluster=cluster,
-            task=task_arn,
-            reason=reason,
-        )
+    async def _collect(
+        self, run: _Run, watcher: poller.TaskPoller, described: dict[str, Any], image_uri: str
+    ) -> dict[str, Any]:
+        """The result envelope; when the task wrote none, raise why it stopped."""
+        envelope = await _in_thread(
+            staging.download_result, run.clients.s3, run.bucket, run.keys.result,
+            run.config.cache_dir,
+        )  # fmt: skip
+        if envelope is None:
+            raise await self._explain_stop(run, watcher, described, image_uri)
+        failures.check_envelope_format(envelope, run.result_uri)
+        return envelope
 
     async def _explain_stop(
         self,
-        config: ExecutorConfig,
-        clients: aws.Clients,
+        run: _Run,
         watcher: poller.TaskPoller,
         described: dict[str, Any],
         image_uri: str,
-        result_uri: str,
     ) -> TaskStoppedError | TaskCancelledError:
         """No result: wait for STOPPED (for ECS's full reason) and classify it."""
         if described.get("lastStatus") != "STOPPED":
             described = await watcher.watch(
-                config.ecs_cluster_name,
+                run.cluster,
                 described["taskArn"],
                 until=poller.STOPPED,
-                interval_s=config.poll_freq,
+                interval_s=run.config.poll_freq,
             )
-        if (described.get("stoppedReason") or "").startswith(_CANCEL_REASON):
+        if (described.get("stoppedReason") or "").startswith(livetasks.CANCEL_REASON):
             return TaskCancelledError(described["stoppedReason"])
         tail = await _in_thread(
             tasklogs.log_tail,
-            clients.logs,
-            config.ecs_task_log_group_name,
+            run.clients.logs,
+            run.config.ecs_task_log_group_name,
             taskdefs.log_stream_name(described["taskArn"]),
         )
-        memory_mib = int(described.get("memory") or config.memory_mib)
+        memory_mib = int(described.get("memory") or run.config.memory_mib)
         return failures.classify_stopped_task(
             described,
             log_tail=tail,
             image_uri=image_uri,
             memory_mib=memory_mib,
-            result_uri=result_uri,
+            result_uri=run.result_uri,
         )
+
+    @staticmethod
+    def _tell_listeners(
+        run: _Run, task_arn: str, envelope: dict[str, Any], exit_seen: float
+    ) -> None:
+        for listener in list(_timings_listeners):
+            listener(
+                {
+                    "dispatch_id": run.dispatch_id,
+                    "node_id": run.node_id,
+                    "task_arn": task_arn,
+                    "timings": dict(envelope.get("timings") or {}),
+                    "exit_seen": exit_seen,
+                }
+            )
 
     def _unpack(self, envelope: dict[str, Any]) -> Any:
         """Copy the task's output to the node's streams; return the value or raise."""
@@ -415,9 +414,9 @@ class ECSExecutor(AsyncBaseExecutor):
             raise error
         return envelope["value"]
 
-    async def _cleanup(self, clients: aws.Clients, bucket: str, keys: staging.TaskKeys) -> None:
+    async def _clean_up(self, run: _Run) -> None:
         try:
-            await _in_thread(staging.delete_task_objects, clients.s3, bucket, keys)
+            await _in_thread(staging.delete_task_objects, run.clients.s3, run.bucket, run.keys)
         except ECSExecutorError as err:
             # The task's own outcome matters more than its leftovers; say so, don't fail.
             print(f"[covalent-ecs] warning: {err}", file=sys.stderr)

@@ -24,16 +24,22 @@ from .errors import (
     StagingError,
     TaskStoppedError,
 )
+from .taskdefs import runner_container
 
 OOM_EXIT_CODE = 137
 _CAPACITY_MARKERS = ("Capacity is unavailable", "capacity", "Insufficient")
 
 
-def _runner_container(task: dict[str, Any]) -> dict[str, Any]:
-    for container in task.get("containers", []):
-        if container.get("name") == contract.CONTAINER_NAME:
-            return dict(container)
-    return {}
+def check_envelope_format(envelope: Any, result_uri: str) -> None:
+    """Refuse an envelope this client cannot read (a runner of another version)."""
+    found = envelope.get("format") if isinstance(envelope, dict) else None
+    if found != contract.ENVELOPE_FORMAT:
+        raise RuntimeSkewError(
+            f"the result {result_uri} has envelope format {found!r}; this client reads "
+            f"format {contract.ENVELOPE_FORMAT} (runner {contract.RUNNER_VERSION}). The task "
+            "ran on a runner image of another version: publish the one for this client "
+            "(`covalent-ecs publish-image`) or point container_image_uri at it."
+        )
 
 
 def envelope_error(envelope: dict[str, Any]) -> ECSExecutorError | None:
@@ -86,7 +92,7 @@ def classify_stopped_task(
     result_uri: str = "",
 ) -> TaskStoppedError:
     """The error for a task that stopped without writing a result."""
-    container = _runner_container(task)
+    container = runner_container(task)
     exit_code = container.get("exitCode")
     container_reason = container.get("reason") or ""
     stop_code = task.get("stopCode")
@@ -144,6 +150,14 @@ def classify_stopped_task(
         )
     if exit_code is None:
         return TaskStoppedError(f"{where} stopped before its container ran {stated}.{tail}", **facts)
+    if exit_code == contract.EXIT_NO_RESULT:
+        return TaskStoppedError(
+            f"{where}: the runner could not write its result{' to ' + result_uri if result_uri else ''} "
+            f"{stated}. The task ran, but its S3 upload failed: check that the task role may "
+            "s3:PutObject under the staging prefix and that the task can reach S3; the log "
+            f"tail says why.{tail}",
+            **facts,
+        )
     missing = f" at {result_uri}" if result_uri else ""
     return TaskStoppedError(
         f"{where} exited with code {exit_code} without writing a result{missing} {stated}.{tail}",

@@ -21,9 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from covalent_ecs_runtime import contract
-
-from . import aws
+from . import aws, taskdefs
 from .errors import AWSSetupError, LaunchError
 
 # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html
@@ -47,10 +45,8 @@ RunInThread = Callable[..., Awaitable[Any]]
 
 def container_exited(task: dict[str, Any]) -> bool:
     """The runner's container has stopped (its result, if any, is already written)."""
-    for container in task.get("containers", []):
-        if container.get("name") == contract.CONTAINER_NAME:
-            return container.get("lastStatus") == "STOPPED" or container.get("exitCode") is not None
-    return False
+    container = taskdefs.runner_container(task)
+    return container.get("lastStatus") == "STOPPED" or container.get("exitCode") is not None
 
 
 def is_done(task: dict[str, Any], until: str) -> bool:

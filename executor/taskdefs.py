@@ -83,6 +83,14 @@ def log_stream_name(task_arn: str) -> str:
     return f"{LOG_STREAM_PREFIX}/{contract.CONTAINER_NAME}/{task_id}"
 
 
+def runner_container(task: dict[str, Any]) -> dict[str, Any]:
+    """The runner's container in a described task ({} when ECS lists none yet)."""
+    for container in task.get("containers", []):
+        if container.get("name") == contract.CONTAINER_NAME:
+            return dict(container)
+    return {}
+
+
 def ensure_registered(ecs: Any, definition: dict[str, Any]) -> str:
     """ARN of an ACTIVE definition of this family, registering it when there is none."""
     family = definition["family"]

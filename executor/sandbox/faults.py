@@ -25,7 +25,8 @@ Request faults (the API server applies them, server.py):
                    ThrottlingException, then ECS's disguised ClientException)
     s3_error       answers the next ``times`` S3 requests for the task's staged objects
                    (``operations``, default PutObject and GetObject) with ``status``
-                   (default 500 InternalError; 503 answers SlowDown)
+                   (default 500 InternalError; 503 answers SlowDown, 403
+                   AccessDenied as for a role that lacks the permission)
     lost_response  performs the next ``times`` ``operation`` calls (default
                    ecs.RunTask) and then drops the connection before answering: the
                    client sees a reset connection and retries the same request
@@ -113,8 +114,8 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
     fault = Fault(**spec)
     if int(fault.times) < 1:
         raise FaultSpecError(f"times={fault.times!r}: give 1 or more")
-    if fault.status not in (500, 503):
-        raise FaultSpecError(f"status={fault.status!r}: s3_error answers 500 or 503")
+    if fault.status not in (403, 500, 503):
+        raise FaultSpecError(f"status={fault.status!r}: s3_error answers 403, 500 or 503")
     if not fault.operations:
         fault.operations = list(_DEFAULT_OPERATIONS.get(kind, []))
     return fault

@@ -112,18 +112,23 @@ def json_error(start_response: Any, code: str, message: str, status: str = "400 
     return [body]
 
 
+# The S3 errors the s3_error fault can answer: (code, message, HTTP reason).
+S3_FAULT_ERRORS = {
+    403: ("AccessDenied", "Access Denied", "Forbidden"),
+    500: ("InternalError", "We encountered an internal error. Please try again.",
+          "Internal Server Error"),
+    503: ("SlowDown", "Please reduce your request rate.", "Service Unavailable"),
+}  # fmt: skip
+
+
 def s3_error(start_response: Any, status: int) -> list[bytes]:
-    code, message = {
-        500: ("InternalError", "We encountered an internal error. Please try again."),
-        503: ("SlowDown", "Please reduce your request rate."),
-    }[status]
+    code, message, reason = S3_FAULT_ERRORS[status]
     request_id = uuid.uuid4().hex[:16].upper()
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f"<Error><Code>{code}</Code><Message>{message}</Message>"
         f"<RequestId>{request_id}</RequestId></Error>"
     ).encode()
-    reason = {500: "Internal Server Error", 503: "Service Unavailable"}[status]
     start_response(
         f"{status} {reason}",
         [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),

@@ -79,8 +79,16 @@ FAILING_CASES = [
     ),
     (
         "exit_without_result",
+        {"exit_code": 5},
+        ["exited with code 5 without writing a result", "fatal: the worker gave up"],
+        True,
+    ),
+    (
+        # Exit code 3 is the runner's own "could not write the result" (contract.py).
+        "exit_without_result",
         {"exit_code": 3},
-        ["exited with code 3 without writing a result", "fatal: the worker gave up"],
+        ["the runner could not write its result to s3://", "s3:PutObject",
+         "fatal: the worker gave up"],
         True,
     ),
     (

@@ -1,6 +1,9 @@
 """A stopped task or a result envelope becomes one typed, actionable error (pure)."""
 
-from covalent_ecs_executor import errors
+import pytest
+
+from covalent_ecs_executor import errors, failures
+from covalent_ecs_executor.errors import RuntimeSkewError
 from covalent_ecs_executor.failures import classify_stopped_task, envelope_error
 from covalent_ecs_runtime import contract
 
@@ -84,3 +87,21 @@ def test_a_returned_value_is_no_error():
     envelope = contract.new_envelope()
     envelope.update(outcome=contract.OUTCOME_RETURNED, value=42)
     assert envelope_error(envelope) is None
+
+
+@pytest.mark.parametrize("found", [None, 0, 2, "1"])
+def test_an_envelope_of_another_format_is_refused_naming_publish_image(found):
+    envelope = {**contract.new_envelope(), "format": found}
+    with pytest.raises(RuntimeSkewError) as err:
+        failures.check_envelope_format(envelope, "s3://b/k/result.pkl")
+    assert "s3://b/k/result.pkl" in str(err.value)
+    assert "covalent-ecs publish-image" in str(err.value)
+
+
+def test_an_envelope_that_is_not_a_dict_is_refused():
+    with pytest.raises(RuntimeSkewError):
+        failures.check_envelope_format(["not", "an", "envelope"], "s3://b/k")
+
+
+def test_this_runners_envelope_format_is_accepted():
+    failures.check_envelope_format(contract.new_envelope(), "s3://b/k")

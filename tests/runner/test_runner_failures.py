@@ -1,0 +1,164 @@
+"""The runner's failure paths, each run as the container runs it.
+
+``python -m covalent_ecs_runtime run ...`` in a subprocess, against the sandbox's S3
+(its environment points boto3 at the sandbox, as ECS would give it a task role). Each
+test stages what the runner reads, runs it, and asserts on its exit code and on the
+envelope it wrote — and the client's reading of that envelope (failures.py), so a
+contract change breaks here first.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import cloudpickle
+import pytest
+
+from covalent_ecs_executor import failures
+from covalent_ecs_executor.errors import RemoteTaskError, RuntimeSkewError, StagingError
+from covalent_ecs_executor.sandbox.seed import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
+from covalent_ecs_executor.staging import STAGING_ROOT
+from covalent_ecs_runtime import contract
+
+pytestmark = pytest.mark.integration
+
+# A runner process imports boto3 and cloudpickle and makes two S3 requests: generous
+# for a loaded 2-core machine, and only reached when something is broken.
+RUNNER_TIMEOUT_S = 120
+
+
+class Staged:
+    def __init__(self, sandbox: Any) -> None:
+        self.sandbox = sandbox
+        self.s3 = sandbox.client("s3")
+        self.bucket = sandbox.executor_config["s3_bucket_name"]
+        self.dispatch_id = f"runner-{uuid.uuid4().hex[:8]}"
+        prefix = f"{STAGING_ROOT}/{self.dispatch_id}/0-{uuid.uuid4().hex[:8]}/"
+        self.payload_key = prefix + "payload.pkl"
+        self.result_key = prefix + "result.pkl"
+
+    def put_payload(self, body: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=self.payload_key, Body=body)
+
+    def run(self) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": self.sandbox.executor_config["endpoint_url"],
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+            **contract.client_env(),
+            contract.ENV_TASK_LABEL: f"{self.dispatch_id}/0",
+        }
+        argv = contract.run_command(
+            bucket=self.bucket, payload_key=self.payload_key, result_key=self.result_key
+        )
+        return subprocess.run(
+            [sys.executable, "-m", contract.RUNTIME_MODULE, *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUNNER_TIMEOUT_S,
+        )
+
+    def envelope(self) -> dict[str, Any]:
+        body = self.s3.get_object(Bucket=self.bucket, Key=self.result_key)["Body"].read()
+        return cloudpickle.loads(body)
+
+
+@pytest.fixture
+def staged(sandbox: Any) -> Staged:
+    return Staged(sandbox)
+
+
+def test_a_missing_payload_is_reported_as_a_staging_error(staged: Staged) -> None:
+    done = staged.run()
+    assert done.returncode == contract.EXIT_RESULT_WRITTEN, done.stderr
+    envelope = staged.envelope()
+    assert envelope["outcome"] == contract.OUTCOME_RUNNER_ERROR
+    assert envelope["error"]["kind"] == contract.KIND_PAYLOAD_MISSING
+    error = failures.envelope_error(envelope)
+    assert isinstance(error, StagingError)
+    assert staged.payload_key in str(error)
+
+
+def test_an_unreadable_payload_is_reported_without_running_anything(staged: Staged) -> None:
+    staged.put_payload(b"this is not a pickle")
+    done = staged.run()
+    assert done.returncode == contract.EXIT_RESULT_WRITTEN, done.stderr
+    envelope = staged.envelope()
+    assert envelope["error"]["kind"] == contract.KIND_PAYLOAD_UNREADABLE
+    assert "function_started" not in envelope["timings"]
+    error = failures.envelope_error(envelope)
+    assert isinstance(error, RuntimeSkewError)
+    assert "could not be unpickled" in str(error)
+
+
+def test_an_unpicklable_return_value_is_reported_with_its_type(staged: Staged) -> None:
+    def returns_a_lock() -> Any:  # nested: pickled by value, as a user's function is
+        import threading
+
+        return threading.Lock()
+
+    staged.put_payload(cloudpickle.dumps((returns_a_lock, (), {})))
+    done = staged.run()
+    assert done.returncode == contract.EXIT_RESULT_WRITTEN, done.stderr
+    envelope = staged.envelope()
+    assert envelope["outcome"] == contract.OUTCOME_RUNNER_ERROR
+    assert envelope["error"]["kind"] == contract.KIND_RESULT_UNPICKLABLE
+    assert envelope["value"] is None
+    error = failures.envelope_error(envelope)
+    assert isinstance(error, RemoteTaskError)
+    assert "could not be pickled" in str(error) and "lock" in str(error).lower()
+
+
+def test_output_beyond_the_capture_limit_is_truncated_and_flagged(staged: Staged) -> None:
+    def prints(size: int) -> int:
+        import sys
+
+        sys.stdout.write("x" * size)
+        sys.stdout.flush()
+        return size
+
+    size = contract.MAX_CAPTURED_BYTES + 4096
+    staged.put_payload(cloudpickle.dumps((prints, (size,), {})))
+    done = staged.run()
+    assert done.returncode == contract.EXIT_RESULT_WRITTEN, done.stderr[-2000:]
+    envelope = staged.envelope()
+    assert envelope["value"] == size
+    assert envelope["stdout_truncated"] is True
+    assert len(envelope["stdout"]) == contract.MAX_CAPTURED_BYTES
+    assert envelope["stderr_truncated"] is False
+    # The container's own stdout (its log stream) still got every byte.
+    assert len(done.stdout) == size
+
+
+def test_a_result_that_cannot_be_uploaded_exits_3_and_the_client_names_it(
+    staged: Staged,
+) -> None:
+    staged.put_payload(cloudpickle.dumps((abs, (-3,), {})))
+    # 403 is not retried: the runner's only PutObject fails.
+    staged.sandbox.add_fault(
+        "s3_error", label=staged.dispatch_id, operations=["s3.PutObject"], status=403
+    )
+    try:
+        done = staged.run()
+    finally:
+        staged.sandbox.clear_faults()
+    assert done.returncode == contract.EXIT_NO_RESULT
+    assert f"could not write the result to s3://{staged.bucket}/{staged.result_key}" in done.stderr
+    task = {
+        "taskArn": "arn:aws:ecs:us-east-1:000000000000:task/c/1",
+        "stopCode": "EssentialContainerExited",
+        "stoppedReason": "Essential container in task exited",
+        "containers": [
+            {"name": contract.CONTAINER_NAME, "exitCode": contract.EXIT_NO_RESULT}
+        ],
+    }
+    message = str(failures.classify_stopped_task(task, result_uri="s3://b/k"))
+    assert "the runner could not write its result to s3://b/k" in message
+    assert "exit code 3" in message and "s3:PutObject" in message

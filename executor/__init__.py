@@ -21,6 +21,7 @@ from .errors import (
     RemoteTaskError,
     RuntimeSkewError,
     StagingError,
+    StartTimeoutError,
     TaskStoppedError,
     TaskTimeoutError,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "RemoteTaskError",
     "RuntimeSkewError",
     "StagingError",
+    "StartTimeoutError",
     "TaskStoppedError",
     "TaskTimeoutError",
     "__version__",

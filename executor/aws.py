@@ -29,7 +29,13 @@ from botocore.exceptions import (
 from covalent_ecs_runtime.contract import RUNNER_VERSION
 
 from .config import ExecutorConfig
-from .errors import AWSSetupError, ConfigError, ECSExecutorError, LaunchError
+from .errors import (
+    AWSSetupError,
+    ConfigError,
+    ECSExecutorError,
+    LaunchError,
+    TaskDefinitionInactiveError,
+)
 
 # Every boto3 call runs in a thread; one pool shared by all executors in the process,
 # sized for many concurrent tasks (asyncio's default pool has only cpu_count + 4).
@@ -188,6 +194,11 @@ def translate_client_error(err: ClientError, action: str) -> ECSExecutorError:
         return LaunchError(
             f"could not {action}: AWS kept throttling the call ({code}: {message}) through "
             "every retry. Raise max_attempts, or start fewer tasks at once."
+        )
+    if code in _DISGUISED_THROTTLING_CODES and "inactive" in message.lower():
+        # ECS: "TaskDefinition is inactive" — it was deregistered after we looked it up.
+        return TaskDefinitionInactiveError(
+            f"could not {action}: the task definition was deregistered ({code}: {message})"
         )
     if code == "NoSuchBucket":
         return AWSSetupError(

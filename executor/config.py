@@ -95,7 +95,13 @@ class ExecutorConfig(BaseModel):
         default_factory=dict, description="Extra environment variables for every task."
     )
     time_limit: float = Field(
-        -1, description="Seconds a task may run before it is stopped; -1 for no limit."
+        -1,
+        description="Seconds a task's container may run before it is stopped; -1 for no limit.",
+    )
+    start_timeout: float = Field(
+        900,
+        description="Seconds a task may wait for its container to start (queued, pulling); "
+        "-1 for no limit.",
     )
     # -- client behaviour --------------------------------------------------------------
     cache_dir: str = Field(
@@ -203,14 +209,14 @@ class ExecutorConfig(BaseModel):
                 raise ValueError(f"{name!r}: names starting COVALENT_ECS_ or AWS_ are reserved")
         return value
 
-    @field_validator("time_limit")
+    @field_validator("time_limit", "start_timeout")
     @classmethod
     def time_limit_is_positive_or_none(cls, value: float) -> float:
         if value != -1 and value <= 0:
             raise ValueError("give a number of seconds > 0, or -1 for no limit")
         return value
 
-    @field_validator("vcpu", "memory", "time_limit", "poll_freq", mode="before")
+    @field_validator("vcpu", "memory", "time_limit", "start_timeout", "poll_freq", mode="before")
     @classmethod
     def number_is_not_a_bool(cls, value: Any) -> Any:
         # pydantic reads True as 1: vcpu=True would silently become 1 vCPU.
@@ -261,6 +267,10 @@ class ExecutorConfig(BaseModel):
     @property
     def time_limit_s(self) -> float | None:
         return None if self.time_limit == -1 else self.time_limit
+
+    @property
+    def start_timeout_s(self) -> float | None:
+        return None if self.start_timeout == -1 else self.start_timeout
 
     def require_launch_settings(self) -> None:
         """Keys that have no usable default must be set before a task can launch."""

@@ -19,6 +19,7 @@ plain JSON (config values only); clients, pollers and caches live in module regi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import secrets
@@ -37,7 +38,14 @@ from covalent_ecs_runtime import contract
 
 from . import aws, failures, launch, livetasks, poller, staging, taskdefs, tasklogs
 from .config import CONFIG_KEYS, COVALENT_BASE_KEYS, ExecutorConfig, build_config, plugin_defaults
-from .errors import ConfigError, ECSExecutorError, TaskStoppedError, TaskTimeoutError
+from .errors import (
+    ConfigError,
+    ECSExecutorError,
+    StartTimeoutError,
+    TaskDefinitionInactiveError,
+    TaskStoppedError,
+    TaskTimeoutError,
+)
 
 EXECUTOR_PLUGIN_NAME = "ECSExecutor"
 _EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
@@ -46,6 +54,16 @@ _EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
 # often per task while it runs (Covalent's own cancel() stops a task at once when it
 # has the job handle; this catches a cancel that raced the handle).
 CANCEL_CHECK_INTERVAL_S = 2.0
+# After a container exited without a result: how long to wait for the task to reach
+# STOPPED (and ECS's full reason) before explaining the failure with what is known.
+STOPPED_WAIT_S = 120.0
+# What a task stuck before its container started is usually waiting for.
+_STUCK_HINTS = {
+    "PROVISIONING": "Fargate was still finding capacity or attaching the network interface "
+    "(try another subnet / zone). ",
+    "PENDING": "The image pull or the task's network set-up had not finished (a large "
+    "image, or no route from the subnet to ECR). ",
+}
 
 # Listeners told of every finished task's timings (benchmarks/): a module registry, as
 # executor attributes must stay JSON. Each gets {"dispatch_id", "node_id", "task_arn",
@@ -140,6 +158,7 @@ class ECSExecutor(AsyncBaseExecutor):
         memory: float | None = None,
         environment: dict[str, str] | None = None,
         time_limit: float | None = None,
+        start_timeout: float | None = None,
         cache_dir: str | None = None,
         poll_freq: float | None = None,
         retry_mode: str | None = None,
@@ -183,6 +202,9 @@ class ECSExecutor(AsyncBaseExecutor):
             raise
         except ECSExecutorError as err:
             message = f"[{type(err).__name__}] {err}"
+            stop_failure = getattr(err, "stop_failure", "")
+            if stop_failure:
+                message += f"\n{stop_failure}"
             print(message, file=self.task_stderr)
             raise TaskRuntimeError(message) from err
 
@@ -223,11 +245,8 @@ class ECSExecutor(AsyncBaseExecutor):
         )
         await self._stage(run, (function, args, kwargs))
         try:
-            image_uri, definition_arn = await self._define(run)
-            request = await self._launch_request(run, definition_arn)
-            async with livetasks.guarded(
-                run.clients, request, run_in_thread=_in_thread, label=run.label
-            ) as task:
+            image_uri, task = await self._launch(run)
+            async with livetasks.guard(task, run_in_thread=_in_thread, label=run.label):
                 await self._set_job_handle({"task_arn": task.task_arn, "cluster": run.cluster})
                 watcher = poller.poller_for(run.clients, _in_thread)
                 described = await self._watch(run, watcher, task.task_arn)
@@ -249,11 +268,30 @@ class ECSExecutor(AsyncBaseExecutor):
             run.config.cache_dir,
         )
 
-    async def _define(self, run: _Run) -> tuple[str, str]:
-        """The runner image and the ARN of the (shared) task definition that runs it."""
+    async def _launch(self, run: _Run) -> tuple[str, livetasks.LiveTask]:
+        """Define and RunTask; returns the runner image and the started (live) task.
+
+        A definition deregistered since we looked it up (ECS: "TaskDefinition is
+        inactive") is forgotten, registered again, and the launch retried once.
+        """
+        livetasks.install_sigterm_handler()
+        image_uri, definition = await self._define(run)
+        for retried in (False, True):
+            definition_arn = await _task_definitions.arn(run.clients, definition, _in_thread)
+            request = await self._launch_request(run, definition_arn)
+            try:
+                return image_uri, await _in_thread(livetasks.start, run.clients, request)
+            except TaskDefinitionInactiveError:
+                if retried:
+                    raise
+                _task_definitions.forget(run.clients, definition["family"])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _define(self, run: _Run) -> tuple[str, dict[str, Any]]:
+        """The runner image and the (shared) task definition that runs it."""
         image_uri = await _in_thread(self._image_uri, run.config, run.clients)
         definition = await _in_thread(self._task_definition, run.config, run.clients, image_uri)
-        return image_uri, await _task_definitions.arn(run.clients, definition, _in_thread)
+        return image_uri, definition
 
     async def _launch_request(self, run: _Run, definition_arn: str) -> dict[str, Any]:
         """The RunTask request, once the launch pacer lets it go (Fargate's launch bucket)."""
@@ -301,22 +339,41 @@ class ECSExecutor(AsyncBaseExecutor):
         return bool(await self.get_cancel_requested())
 
     async def _watch(self, run: _Run, watcher: poller.TaskPoller, task_arn: str) -> dict[str, Any]:
-        """The task once its container exited. Raises (and the guard stops the task) on
-        the time limit or a cancel."""
+        """The task once its container exited. Raises (and the guard stops the task)
+        past ``start_timeout`` before the container started, past ``time_limit`` after
+        it started, or on a cancel."""
         loop = asyncio.get_running_loop()
         watch = asyncio.ensure_future(
             watcher.watch(run.cluster, task_arn, interval_s=run.config.poll_freq)
         )
-        limit_s = run.config.time_limit_s
-        deadline = None if limit_s is None else loop.time() + limit_s
+        start_s, limit_s = run.config.start_timeout_s, run.config.time_limit_s
+        start_deadline = None if start_s is None else loop.time() + start_s
+        deadline: float | None = None  # set when the container is seen running
         try:
             while True:
+                latest = watcher.latest(task_arn) or {}
+                started = poller.container_started(latest)
+                if started and deadline is None and limit_s is not None:
+                    deadline = loop.time() + limit_s
                 wait_s = CANCEL_CHECK_INTERVAL_S
-                if deadline is not None:
-                    wait_s = max(0.0, min(wait_s, deadline - loop.time()))
+                for limit in (deadline, None if started else start_deadline):
+                    if limit is not None:
+                        wait_s = max(0.0, min(wait_s, limit - loop.time()))
                 done, _ = await asyncio.wait({watch}, timeout=wait_s)
                 if done:
                     return watch.result()
+                if not started and start_deadline is not None and loop.time() >= start_deadline:
+                    phase = latest.get("lastStatus") or "PROVISIONING"
+                    raise livetasks.with_stop_reason(
+                        StartTimeoutError(
+                            f"ECS task {task_arn} was still {phase} after start_timeout="
+                            f"{start_s:g} s and was stopped: its container never started. "
+                            f"{_STUCK_HINTS.get(phase, '')}Raise start_timeout, or -1 for "
+                            "no limit.",
+                            phase=phase,
+                        ),
+                        f"{livetasks.START_TIMEOUT_REASON} ({start_s:g} s in {phase})",
+                    )
                 if deadline is not None and loop.time() >= deadline:
                     raise livetasks.with_stop_reason(
                         TaskTimeoutError(
@@ -357,12 +414,18 @@ class ECSExecutor(AsyncBaseExecutor):
     ) -> TaskStoppedError | TaskCancelledError:
         """No result: wait for STOPPED (for ECS's full reason) and classify it."""
         if described.get("lastStatus") != "STOPPED":
-            described = await watcher.watch(
-                run.cluster,
-                described["taskArn"],
-                until=poller.STOPPED,
-                interval_s=run.config.poll_freq,
-            )
+            # ECS gives its full stop code and reason only once the task is STOPPED
+            # (after the network interface is detached); wait for it, within a bound.
+            with contextlib.suppress(asyncio.TimeoutError):
+                described = await asyncio.wait_for(
+                    watcher.watch(
+                        run.cluster,
+                        described["taskArn"],
+                        until=poller.STOPPED,
+                        interval_s=run.config.poll_freq,
+                    ),
+                    STOPPED_WAIT_S,
+                )
         if (described.get("stoppedReason") or "").startswith(livetasks.CANCEL_REASON):
             return TaskCancelledError(described["stoppedReason"])
         tail = await _in_thread(

@@ -5,6 +5,7 @@
      ├ AWSSetupError                  missing bucket / cluster / role / credentials / permissions
      ├ StagingError                   S3 upload, download, cleanup
      ├ LaunchError                    RunTask refused, or its `failures` list was not empty
+     │   └ TaskDefinitionInactiveError  the task definition was deregistered meanwhile
      ├ TaskStoppedError               the task stopped without writing a result
      │   ├ OutOfMemoryError
      │   ├ ImagePullError
@@ -13,6 +14,7 @@
      ├ RuntimeSkewError               the runner's Python / cloudpickle differ from the client's
      ├ RemoteTaskError                the user's function raised inside the task
      └ TaskTimeoutError               the task ran past its time limit
+         └ StartTimeoutError          its container did not start within start_timeout
 
 At the Covalent boundary (ecs.py) each of these becomes a ``TaskRuntimeError`` whose
 message is ``str(error)``, with the typed error kept as ``__cause__``.
@@ -39,6 +41,10 @@ class StagingError(ECSExecutorError):
 
 class LaunchError(ECSExecutorError):
     """ECS did not start the task."""
+
+
+class TaskDefinitionInactiveError(LaunchError):
+    """RunTask refused a task definition that was deregistered (INACTIVE)."""
 
 
 class TaskStoppedError(ECSExecutorError):
@@ -96,3 +102,14 @@ class RemoteTaskError(ECSExecutorError):
 
 class TaskTimeoutError(ECSExecutorError):
     """The task ran longer than its time limit and was stopped."""
+
+
+class StartTimeoutError(TaskTimeoutError):
+    """The task's container did not start within ``start_timeout``; it was stopped.
+
+    ``phase`` is the last status ECS reported (PROVISIONING, PENDING...).
+    """
+
+    def __init__(self, message: str, *, phase: str) -> None:
+        super().__init__(message)
+        self.phase = phase

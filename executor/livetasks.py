@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import signal
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -26,13 +27,16 @@ from .errors import ECSExecutorError
 
 CANCEL_REASON = "Cancelled by Covalent"
 TIME_LIMIT_REASON = "Time limit exceeded"
+START_TIMEOUT_REASON = "Start timeout exceeded"
 SHUTDOWN_REASON = "Covalent stopped watching the task"
 # How long a run waits for its StopTask before leaving the task to the exit hook
 # (botocore's own retries may take longer under throttling; the run must end).
 STOP_WAIT_S = 10.0
-# At interpreter exit: StopTask calls in flight at once, and the wait for all of them.
+STOP_ATTEMPTS = 2
+# At interpreter exit: StopTask calls in flight at once (RunTask/StopTask refill at
+# 40/s per account), and the wait for all of them.
 EXIT_STOP_THREADS = 16
-EXIT_STOP_WAIT_S = 20.0
+EXIT_STOP_WAIT_S = 10.0
 
 # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_StopTask.html
 MAX_STOP_REASON_CHARS = 255
@@ -95,46 +99,62 @@ def stop_reason(exc: BaseException | None, label: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def guarded(
-    clients: aws.Clients,
-    request: dict[str, Any],
-    *,
-    run_in_thread: RunInThread,
-    label: str,
-) -> AsyncIterator[LiveTask]:
-    """RunTask, then yield the live task; stop it if the block ends before it exited.
+async def guard(live: LiveTask, *, run_in_thread: RunInThread, label: str) -> AsyncIterator[LiveTask]:
+    """Hold a started task; stop it if the block ends before its container exited.
 
-    ``label`` names the run in stop reasons (e.g. "dispatch <id>, node 3").
+    ``label`` names the run in stop reasons (e.g. "dispatch <id>, node 3"). When the
+    stop fails, the exception ending the block carries ``stop_failure`` (a sentence
+    naming the task ARN) for the node's error message.
     """
-    live = await run_in_thread(start, clients, request)
     reason = stop_reason(None, label)
+    error: BaseException | None = None
     try:
         yield live
     except BaseException as exc:
+        error = exc
         reason = stop_reason(exc, label)
         raise
     finally:
         if live.exited:
             _forget(live)
         else:
-            await _stop_within_bound(live, reason, run_in_thread)
+            failure = await _stop_within_bound(live, reason, run_in_thread)
+            if failure and error is not None:
+                error.stop_failure = failure  # type: ignore[attr-defined]
 
 
-async def _stop_within_bound(live: LiveTask, reason: str, run_in_thread: RunInThread) -> None:
-    """Stop the task, waiting at most STOP_WAIT_S; on failure leave it to the exit hook."""
-    attempt = asyncio.ensure_future(
-        run_in_thread(stop, live.clients, live.cluster, live.task_arn, reason)
-    )
-    try:
-        await asyncio.wait_for(asyncio.shield(attempt), STOP_WAIT_S)
-    except (ECSExecutorError, asyncio.TimeoutError, asyncio.CancelledError) as err:
-        print(
-            f"[covalent-ecs] warning: could not stop ECS task {live.task_arn} yet "
-            f"({type(err).__name__}: {err}); it will be stopped when this process exits",
-            file=sys.stderr,
+async def _stop_within_bound(live: LiveTask, reason: str, run_in_thread: RunInThread) -> str:
+    """Stop the task, trying twice within STOP_WAIT_S; '' when ECS accepted.
+
+    On failure the task stays registered, so the exit hook tries once more, and the
+    returned sentence says which task may still be running.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_WAIT_S
+    problem: BaseException | None = None
+    for _ in range(STOP_ATTEMPTS):
+        attempt = asyncio.ensure_future(
+            run_in_thread(stop, live.clients, live.cluster, live.task_arn, reason)
         )
-        return
-    _forget(live)
+        try:
+            await asyncio.wait_for(asyncio.shield(attempt), max(0.0, deadline - loop.time()))
+        except (ECSExecutorError, asyncio.TimeoutError) as err:
+            problem = err
+            if loop.time() >= deadline:
+                break
+            continue
+        except asyncio.CancelledError as err:
+            problem = err
+            break
+        _forget(live)
+        return ""
+    failure = (
+        f"ECS task {live.task_arn} could not be stopped ({type(problem).__name__}: {problem}) "
+        f"and may still be running: stop it with "
+        f"`aws ecs stop-task --cluster {live.cluster} --task {live.task_arn}`"
+    )
+    print(f"[covalent-ecs] warning: {failure}", file=sys.stderr)
+    return failure
 
 
 def _forget(live: LiveTask) -> None:
@@ -144,16 +164,65 @@ def _forget(live: LiveTask) -> None:
 
 @atexit.register
 def stop_all_at_exit() -> None:
-    """Stop every task still registered (its run never cleaned up), concurrently."""
+    """Stop every task still registered (its run never cleaned up), concurrently.
+
+    Plain daemon threads: concurrent.futures refuses new work once the interpreter is
+    shutting down, and a StopTask stuck in retries must not hold the exit past the bound.
+    """
     with _lock:
         leftovers = list(_live.values())
         _live.clear()
     if not leftovers:
         return
     reason = f"{SHUTDOWN_REASON} (its process exited)"
-    pool = ThreadPoolExecutor(max_workers=EXIT_STOP_THREADS, thread_name_prefix="covalent-ecs-exit")
-    futures = [
-        pool.submit(stop, live.clients, live.cluster, live.task_arn, reason) for live in leftovers
+
+    def stop_some() -> None:
+        while True:
+            try:
+                live = leftovers.pop()
+            except IndexError:
+                return
+            with contextlib.suppress(Exception):
+                stop(live.clients, live.cluster, live.task_arn, reason)
+
+    threads = [
+        threading.Thread(target=stop_some, daemon=True, name="covalent-ecs-exit")
+        for _ in range(min(EXIT_STOP_THREADS, len(leftovers)))
     ]
-    wait(futures, timeout=EXIT_STOP_WAIT_S)
-    pool.shutdown(wait=False, cancel_futures=True)
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + EXIT_STOP_WAIT_S
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+_sigterm_lock = threading.Lock()
+_sigterm_installed = False
+
+
+def install_sigterm_handler() -> bool:
+    """In a plain script, make SIGTERM end the process like Ctrl-C does: runs unwind,
+    their guards stop their tasks, and the exit hook stops the rest.
+
+    Python's default for SIGTERM kills the process without running ``finally`` blocks or
+    exit hooks, which would leave every task running. Only the main thread may set a
+    handler, and only the default one is replaced: a Covalent server (uvicorn) or an
+    application with its own handler keeps it. True when the handler was installed.
+    """
+    global _sigterm_installed
+    with _sigterm_lock:
+        if _sigterm_installed:
+            return True
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return False
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        _sigterm_installed = True
+        return True
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # A second SIGTERM while stopping tasks kills the process as before.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise SystemExit(128 + signum)

@@ -15,6 +15,7 @@ container has exited and the result is already in S3.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,11 @@ MAX_BACKOFF_S = 20.0
 # most half of that, leaving room for other clients (1000 tasks: 10 calls, 1 s).
 DESCRIBE_CALLS_PER_S = 10.0
 
+# Sustained throttling is logged at most this often, with the rate the poller got.
+THROTTLE_LOG_INTERVAL_S = 60.0
+
+log = logging.getLogger(__name__)
+
 EXITED = "exited"
 STOPPED = "stopped"
 
@@ -47,6 +53,14 @@ def container_exited(task: dict[str, Any]) -> bool:
     """The runner's container has stopped (its result, if any, is already written)."""
     container = taskdefs.runner_container(task)
     return container.get("lastStatus") == "STOPPED" or container.get("exitCode") is not None
+
+
+def container_started(task: dict[str, Any]) -> bool:
+    """The runner's container is running or has run (time_limit counts from here)."""
+    if task.get("lastStatus") in ("RUNNING", "DEACTIVATING", "STOPPING", "STOPPED"):
+        return True
+    container = taskdefs.runner_container(task)
+    return container.get("lastStatus") in ("RUNNING", "STOPPED")
 
 
 def is_done(task: dict[str, Any], until: str) -> bool:
@@ -71,12 +85,21 @@ class TaskPoller:
         self._ecs = ecs
         self._run_in_thread = run_in_thread
         self._watches: dict[str, list[_Watch]] = {}
+        self._latest: dict[str, dict[str, Any]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self.cycles = 0  # DescribeTasks cycles run, for benchmarks and tests
+        self.restarts = 0  # times the loop died with tasks watched and was restarted
+        self._throttled_since: float | None = None
+        self._throttled_logged = 0.0
+        self._calls_while_throttled = 0
 
     @property
     def watched(self) -> int:
         return len(self._watches)
+
+    def latest(self, task_arn: str) -> dict[str, Any] | None:
+        """The task as last described (None before the first cycle saw it)."""
+        return self._latest.get(task_arn)
 
     async def watch(
         self, cluster: str, task_arn: str, *, until: str = EXITED, interval_s: float = 0.5
@@ -84,8 +107,7 @@ class TaskPoller:
         loop = asyncio.get_running_loop()
         entry = _Watch(cluster=cluster, until=until, future=loop.create_future(), interval_s=interval_s)
         self._watches.setdefault(task_arn, []).append(entry)
-        if self._loop_task is None or self._loop_task.done():
-            self._loop_task = loop.create_task(self._run(), name="covalent-ecs-poller")
+        self._ensure_loop()
         try:
             return await entry.future
         finally:
@@ -94,6 +116,27 @@ class TaskPoller:
                 entries.remove(entry)
             if not entries:
                 self._watches.pop(task_arn, None)
+                self._latest.pop(task_arn, None)
+
+    def _ensure_loop(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(
+                self._run(), name="covalent-ecs-poller"
+            )
+            self._loop_task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A loop that died (a bug, not an AWS error: those are handled in _run) while
+        tasks are still watched is restarted, so no watcher waits forever."""
+        if task.cancelled() or not self._watches:
+            return
+        error = task.exception()
+        self.restarts += 1
+        log.error("covalent-ecs poller loop died (%r); restarting it", error)
+        if self.restarts > MAX_FAILED_CYCLES:
+            self._fail_all(error or RuntimeError("the poller loop ended"))
+            return
+        self._ensure_loop()
 
     async def _run(self) -> None:
         failed_cycles = 0
@@ -108,6 +151,7 @@ class TaskPoller:
                 failed_cycles += 1
                 backoff_s = min(max(backoff_s * 2, interval_s * 2), MAX_BACKOFF_S)
                 if aws.is_throttling(err):
+                    self._note_throttled()
                     continue  # throttling never fails a task: it only slows us down
                 if failed_cycles >= MAX_FAILED_CYCLES:
                     self._fail_all(err)
@@ -115,6 +159,26 @@ class TaskPoller:
             else:
                 failed_cycles = 0
                 backoff_s = 0.0
+                self._throttled_since = None
+
+    def _note_throttled(self) -> None:
+        """Say so, at most once a minute, while DescribeTasks stays throttled."""
+        now = time.monotonic()
+        if self._throttled_since is None:
+            self._throttled_since = now
+            self._calls_while_throttled = self.cycles
+        elif now - self._throttled_logged >= THROTTLE_LOG_INTERVAL_S:
+            elapsed = now - self._throttled_since
+            cycles = self.cycles - self._calls_while_throttled
+            log.warning(
+                "covalent-ecs: DescribeTasks throttled for %.0f s (%.2f cycles/s got through "
+                "for %d watched tasks); task completion is seen later. Other clients in the "
+                "account may share the Describe* rate (20/s).",
+                elapsed,
+                cycles / elapsed if elapsed else 0.0,
+                len(self._watches),
+            )
+            self._throttled_logged = now
 
     async def _cycle(self) -> None:
         self.cycles += 1
@@ -132,6 +196,8 @@ class TaskPoller:
 
     def _settle(self, cluster: str, response: dict[str, Any]) -> None:
         for task in response.get("tasks", []):
+            if task["taskArn"] in self._watches:
+                self._latest[task["taskArn"]] = task
             for entry in list(self._watches.get(task["taskArn"], [])):
                 if entry.cluster == cluster and not entry.future.done() and is_done(task, entry.until):
                     entry.future.set_result(task)

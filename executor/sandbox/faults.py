@@ -27,6 +27,9 @@ Request faults (the API server applies them, server.py):
                    (``operations``, default PutObject and GetObject) with ``status``
                    (default 500 InternalError; 503 answers SlowDown, 403
                    AccessDenied as for a role that lacks the permission)
+    server_error   answers the next ``times`` ``operations`` calls (default
+                   ecs.DescribeTasks; any ECS operation, e.g. ecs.StopTask) with HTTP 500
+                   ServerException, as during an ECS service event
     lost_response  performs the next ``times`` ``operation`` calls (default
                    ecs.RunTask) and then drops the connection before answering: the
                    client sees a reset connection and retries the same request
@@ -62,12 +65,20 @@ TASK_FAULTS = (
     "exit_without_result",
     "spot_interruption",
 )
-REQUEST_FAULTS = ("throttle", "s3_error", "lost_response", "slow_response", "capacity_unavailable")
+REQUEST_FAULTS = (
+    "throttle",
+    "s3_error",
+    "server_error",
+    "lost_response",
+    "slow_response",
+    "capacity_unavailable",
+)
 _DEFAULT_OPERATIONS = {
     "throttle": ["ecs.RunTask"],
     "lost_response": ["ecs.RunTask"],
     "capacity_unavailable": ["ecs.RunTask"],
     "s3_error": ["s3.PutObject", "s3.GetObject"],
+    "server_error": ["ecs.DescribeTasks"],
     "slow_response": ["s3.PutObject"],
 }
 _MAX_BODY_BYTES = 1024 * 1024

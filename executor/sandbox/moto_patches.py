@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from moto.core.responses import ActionResult
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ecs import models as ecs_models
-from moto.ecs.exceptions import InvalidParameterException
+from moto.ecs.exceptions import EcsClientException, InvalidParameterException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api import state_manager
 
@@ -216,6 +216,10 @@ def _patch_run_task() -> None:
             raise InvalidParameterException(
                 f"count must be between 1 and {RUN_TASK_MAX_COUNT}, got {count}."
             )
+        # moto runs a deregistered (INACTIVE) definition; ECS refuses it.
+        definition_str = args[1] if len(args) > 1 else kwargs.get("task_definition_str", "")
+        if self.describe_task_definition(definition_str).status == "INACTIVE":
+            raise EcsClientException("TaskDefinition is inactive")
         tasks = original_backend_run_task(self, *args, **kwargs)
         hooks = _hooks
         if hooks is not None:

@@ -178,6 +178,14 @@ class FaultPolicy:
         if fault.kind == "s3_error":
             _drain(environ)
             return s3_error(start_response, fault.status)
+        if fault.kind == "server_error":
+            _drain(environ)
+            if operation.startswith("s3."):
+                return s3_error(start_response, 500)
+            return json_error(
+                start_response, "ServerException", "Service unavailable (sandbox fault)",
+                status="500 Internal Server Error",
+            )  # fmt: skip
         if fault.kind == "capacity_unavailable":
             _drain(environ)
             return json_answer(start_response, {"tasks": [], "failures": [{"reason": CAPACITY_UNAVAILABLE}]})

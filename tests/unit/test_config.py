@@ -104,6 +104,8 @@ BAD_INPUTS = [
     ({"subnet": "subnet-0123abcd"}, "unknown argument 'subnet'"),
     ({"vcpu": True}, "vcpu=True: expected a number, not a boolean"),
     ({"time_limit": -5}, "time_limit=-5: give a number of seconds > 0, or -1 for no limit"),
+    ({"start_timeout": 0}, "start_timeout=0: give a number of seconds > 0, or -1 for no limit"),
+    ({"start_timeout": True}, "start_timeout=True: expected a number, not a boolean"),
     ({"max_attempts": 51}, "max_attempts=51"),
     ({"poll_freq": "fast"}, "poll_freq='fast'"),
     ({"environment": {"A": 1}}, "environment.A=1: Input should be a valid string"),

@@ -9,6 +9,7 @@ import asyncio
 import pytest
 from botocore.exceptions import ClientError
 
+from covalent_ecs_executor import poller
 from covalent_ecs_executor.poller import DESCRIBE_TASKS_MAX_ARNS, STOPPED, TaskPoller
 from covalent_ecs_runtime import contract
 
@@ -99,3 +100,18 @@ async def test_a_task_ecs_never_knew_fails_after_the_grace_period(monkeypatch):
     poller = TaskPoller(StandInECS(), in_thread)
     with pytest.raises(LaunchError, match="MISSING"):
         await asyncio.wait_for(poller.watch("c", "ghost", interval_s=0.01), 5)
+
+
+@pytest.mark.parametrize(
+    ("task", "started"),
+    [
+        ({}, False),
+        ({"lastStatus": "PROVISIONING"}, False),
+        ({"lastStatus": "PENDING", "containers": [{"name": contract.CONTAINER_NAME, "lastStatus": "PENDING"}]}, False),
+        ({"lastStatus": "RUNNING"}, True),
+        ({"lastStatus": "PENDING", "containers": [{"name": contract.CONTAINER_NAME, "lastStatus": "RUNNING"}]}, True),
+        ({"lastStatus": "STOPPED"}, True),
+    ],
+)
+def test_time_limit_starts_when_the_runner_container_starts(task, started):
+    assert poller.container_started(task) is started

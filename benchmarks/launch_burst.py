@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from covalent_ecs_executor import aws, launch, poller
+from covalent_ecs_executor import aws, launch, poller, threads
 from covalent_ecs_executor.config import build_config
 from covalent_ecs_executor.sandbox import SandboxProcess
 
@@ -44,11 +42,7 @@ def _definition(sandbox: Any, sleep_s: float) -> str:
 async def _burst(sandbox: Any, tasks: int, sleep_s: float, pacer: launch.LaunchPacer) -> dict[str, Any]:
     config = build_config(sandbox.executor_config, {})
     clients = aws.clients_for(config)
-    threads = ThreadPoolExecutor(max_workers=aws.MAX_AWS_THREADS)
-    loop = asyncio.get_running_loop()
-
-    async def in_thread(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        return await loop.run_in_executor(threads, functools.partial(fn, *args, **kwargs))
+    in_thread = threads.control
 
     definition = await in_thread(_definition, sandbox, sleep_s)
     watcher = poller.poller_for(clients, in_thread)

@@ -37,10 +37,9 @@ from .errors import (
     TaskDefinitionInactiveError,
 )
 
-# Every boto3 call runs in a thread; one pool shared by all executors in the process,
-# sized for many concurrent tasks (asyncio's default pool has only cpu_count + 4).
-MAX_AWS_THREADS = 64
-MAX_POOL_CONNECTIONS = MAX_AWS_THREADS
+# Every boto3 call runs in a thread (threads.py: control and transfer pools); each
+# client's connection pool serves both.
+MAX_POOL_CONNECTIONS = 64
 
 _ACCESS_DENIED_CODES = {
     "AccessDenied",

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import secrets
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +34,7 @@ from covalent.executor.base import AsyncBaseExecutor
 
 from covalent_ecs_runtime import contract
 
-from . import aws, failures, launch, livetasks, poller, staging, taskdefs, tasklogs
+from . import aws, failures, launch, livetasks, poller, staging, taskdefs, tasklogs, threads
 from .config import CONFIG_KEYS, COVALENT_BASE_KEYS, ExecutorConfig, build_config, plugin_defaults
 from .errors import (
     ConfigError,
@@ -82,13 +80,8 @@ def remove_timings_listener(listener: TimingsListener) -> None:
         _timings_listeners.remove(listener)
 
 
-_aws_threads = ThreadPoolExecutor(max_workers=aws.MAX_AWS_THREADS, thread_name_prefix="covalent-ecs")
 _task_definitions = taskdefs.TaskDefinitionCache()
-
-
-async def _in_thread(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_aws_threads, functools.partial(fn, *args, **kwargs))
+_in_thread = threads.control
 
 
 def _config_from_file() -> dict[str, Any]:
@@ -259,7 +252,7 @@ class ECSExecutor(AsyncBaseExecutor):
             await self._clean_up(run)
 
     async def _stage(self, run: _Run, payload: Any) -> None:
-        await _in_thread(
+        await threads.transfer(
             staging.upload_payload,
             run.clients.s3,
             run.bucket,
@@ -396,7 +389,7 @@ class ECSExecutor(AsyncBaseExecutor):
         self, run: _Run, watcher: poller.TaskPoller, described: dict[str, Any], image_uri: str
     ) -> dict[str, Any]:
         """The result envelope; when the task wrote none, raise why it stopped."""
-        envelope = await _in_thread(
+        envelope = await threads.transfer(
             staging.download_result, run.clients.s3, run.bucket, run.keys.result,
             run.config.cache_dir,
         )  # fmt: skip
@@ -479,7 +472,7 @@ class ECSExecutor(AsyncBaseExecutor):
 
     async def _clean_up(self, run: _Run) -> None:
         try:
-            await _in_thread(staging.delete_task_objects, run.clients.s3, run.bucket, run.keys)
+            await threads.transfer(staging.delete_task_objects, run.clients.s3, run.bucket, run.keys)
         except ECSExecutorError as err:
             # The task's own outcome matters more than its leftovers; say so, don't fail.
             print(f"[covalent-ecs] warning: {err}", file=sys.stderr)

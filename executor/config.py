@@ -85,6 +85,21 @@ class ExecutorConfig(BaseModel):
         "FARGATE",
         description="FARGATE (on demand) or FARGATE_SPOT (cheaper; AWS may interrupt tasks).",
     )
+    spot_fallback: bool = Field(
+        False,
+        description="With FARGATE_SPOT: relaunch on on-demand FARGATE when Spot has no capacity.",
+    )
+    rerun_on_interruption: bool = Field(
+        False,
+        description="With FARGATE_SPOT: relaunch a task Spot interrupted (its code runs again).",
+    )
+    launch_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Launches per task when ECS fails to start it for a passing cause "
+        "(no capacity, network or image-pull timeouts); the code never ran on those.",
+    )
     cpu_architecture: Literal["X86_64", "ARM64"] = Field(
         "X86_64", description="Fargate CPU architecture (the runner image is multi-arch)."
     )
@@ -246,6 +261,17 @@ class ExecutorConfig(BaseModel):
     def vcpu_is_a_fargate_size(cls, value: float) -> float:
         fargate.cpu_units(value)
         return value
+
+    @model_validator(mode="after")
+    def spot_options_need_spot(self) -> ExecutorConfig:
+        if self.capacity_provider != "FARGATE_SPOT":
+            given = [k for k in ("spot_fallback", "rerun_on_interruption") if getattr(self, k)]
+            if given:
+                raise ValueError(
+                    f"{' and '.join(given)}=true applies only to Spot tasks: set "
+                    "capacity_provider='FARGATE_SPOT', or set it to false"
+                )
+        return self
 
     @model_validator(mode="after")
     def memory_must_fit_fargate_cpu(self) -> ExecutorConfig:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import secrets
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from covalent._shared_files.config import get_config
@@ -80,7 +81,20 @@ def remove_timings_listener(listener: TimingsListener) -> None:
         _timings_listeners.remove(listener)
 
 
+# Relaunch backoff: full jitter over an exponential step (2 s, 4 s, ...), capped.
+RELAUNCH_BACKOFF_S = 2.0
+RELAUNCH_BACKOFF_MAX_S = 30.0
+
 _task_definitions = taskdefs.TaskDefinitionCache()
+
+
+def _relaunch_delay_s(failed_attempt: int) -> float:
+    step = min(RELAUNCH_BACKOFF_MAX_S, RELAUNCH_BACKOFF_S * 2 ** (failed_attempt - 1))
+    return random.uniform(step / 2, step)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 _in_thread = threads.control
 
 
@@ -94,14 +108,32 @@ def _config_from_file() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Run:
-    """What one ``run()`` works with: its config, connection and staging keys."""
+    """One launch attempt of a ``run()``: its config, connection and staging keys.
+
+    Attempts share the run's payload; each has its own result key and clientToken.
+    """
 
     config: ExecutorConfig
     clients: aws.Clients
     dispatch_id: str
     node_id: Any
-    attempt: str
+    token: str
     keys: staging.TaskKeys
+    number: int = 1
+
+    @property
+    def attempt(self) -> str:
+        return f"{self.token}-{self.number}"
+
+    def next_attempt(self, *, on_demand: bool) -> _Run:
+        config = self.config
+        if on_demand:
+            config = config.model_copy(
+                update={"capacity_provider": "FARGATE", "spot_fallback": False}
+            )
+        return replace(
+            self, config=config, number=self.number + 1, keys=self.keys.for_attempt(self.number + 1)
+        )
 
     @property
     def bucket(self) -> str:
@@ -146,6 +178,9 @@ class ECSExecutor(AsyncBaseExecutor):
         assign_public_ip: bool | None = None,
         ecs_task_log_group_name: str | None = None,
         capacity_provider: str | None = None,
+        spot_fallback: bool | None = None,
+        rerun_on_interruption: bool | None = None,
+        launch_attempts: int | None = None,
         cpu_architecture: str | None = None,
         vcpu: float | None = None,
         memory: float | None = None,
@@ -195,6 +230,9 @@ class ECSExecutor(AsyncBaseExecutor):
             raise
         except ECSExecutorError as err:
             message = f"[{type(err).__name__}] {err}"
+            attempts = getattr(err, "attempts", [])
+            if attempts:
+                message += "\nLaunch attempts:\n" + "\n".join(f"  {a}" for a in attempts)
             stop_failure = getattr(err, "stop_failure", "")
             if stop_failure:
                 message += f"\n{stop_failure}"
@@ -227,29 +265,64 @@ class ECSExecutor(AsyncBaseExecutor):
         dispatch_id: str,
         node_id: Any,
     ) -> Any:
-        attempt = secrets.token_hex(12)
-        run = _Run(
+        token = secrets.token_hex(12)
+        first = _Run(
             config=config,
             clients=await _in_thread(aws.clients_for, config),
             dispatch_id=dispatch_id,
             node_id=node_id,
-            attempt=attempt,
-            keys=staging.task_keys(dispatch_id, node_id, attempt),
+            token=token,
+            keys=staging.task_keys(dispatch_id, node_id, token),
         )
-        await self._stage(run, (function, args, kwargs))
+        await self._stage(first, (function, args, kwargs))
+        run, history = first, []
         try:
-            image_uri, task = await self._launch(run)
-            async with livetasks.guard(task, run_in_thread=_in_thread, label=run.label):
-                await self._set_job_handle({"task_arn": task.task_arn, "cluster": run.cluster})
-                watcher = poller.poller_for(run.clients, _in_thread)
-                described = await self._watch(run, watcher, task.task_arn)
-                task.exited = True
-                exit_seen = time.time()
-            envelope = await self._collect(run, watcher, described, image_uri)
-            self._tell_listeners(run, task.task_arn, envelope, exit_seen)
-            return self._unpack(envelope)
+            while True:
+                try:
+                    return await self._attempt(run)
+                except ECSExecutorError as err:
+                    run = await self._relaunch_or_raise(err, run, history)
         finally:
-            await self._clean_up(run)
+            await self._clean_up(first, attempts=run.number)
+
+    async def _attempt(self, run: _Run) -> Any:
+        """One launch: RunTask, watch, collect. The task is guarded until it exited."""
+        image_uri, task = await self._launch(run)
+        async with livetasks.guard(task, run_in_thread=_in_thread, label=run.label):
+            await self._set_job_handle({"task_arn": task.task_arn, "cluster": run.cluster})
+            watcher = poller.poller_for(run.clients, _in_thread)
+            described = await self._watch(run, watcher, task.task_arn)
+            task.exited = True
+            exit_seen = time.time()
+        envelope = await self._collect(run, watcher, described, image_uri)
+        self._tell_listeners(run, task.task_arn, envelope, exit_seen)
+        return self._unpack(envelope)
+
+    async def _relaunch_or_raise(self, err: ECSExecutorError, run: _Run, history: list[str]) -> _Run:
+        """The next attempt when ``err`` proves the code never ran for a cause that may
+        pass (or is a Spot interruption, when opted in) and attempts remain; else raise
+        ``err``, listing the earlier attempts. Each relaunch is said on the node's stderr."""
+        config = run.config
+        reason = failures.relaunch_reason(err, rerun_on_interruption=config.rerun_on_interruption)
+        if reason is None or run.number >= config.launch_attempts:
+            if history:
+                err.attempts = [*history, f"attempt {run.number}: {_first_line(err)}"]  # type: ignore[attr-defined]
+            raise err
+        on_demand = (
+            config.capacity_provider == "FARGATE_SPOT"
+            and config.spot_fallback
+            and failures.lacks_capacity(err)
+        )
+        delay_s = _relaunch_delay_s(run.number)
+        history.append(f"attempt {run.number}: {reason}")
+        print(
+            f"[covalent-ecs] launch attempt {run.number} of {config.launch_attempts} did not "
+            f"run the task ({reason}); relaunching{' on on-demand FARGATE' if on_demand else ''} "
+            f"in {delay_s:.1f} s",
+            file=self.task_stderr,
+        )
+        await asyncio.sleep(delay_s)
+        return run.next_attempt(on_demand=on_demand)
 
     async def _stage(self, run: _Run, payload: Any) -> None:
         await threads.transfer(
@@ -470,9 +543,12 @@ class ECSExecutor(AsyncBaseExecutor):
             raise error
         return envelope["value"]
 
-    async def _clean_up(self, run: _Run) -> None:
+    async def _clean_up(self, run: _Run, *, attempts: int) -> None:
         try:
-            await threads.transfer(staging.delete_task_objects, run.clients.s3, run.bucket, run.keys)
+            await threads.transfer(
+                staging.delete_task_objects, run.clients.s3, run.bucket, run.keys,
+                attempts=attempts,
+            )  # fmt: skip
         except ECSExecutorError as err:
             # The task's own outcome matters more than its leftovers; say so, don't fail.
             print(f"[covalent-ecs] warning: {err}", file=sys.stderr)

@@ -40,7 +40,16 @@ class StagingError(ECSExecutorError):
 
 
 class LaunchError(ECSExecutorError):
-    """ECS did not start the task."""
+    """ECS did not start the task.
+
+    ``reasons`` are ECS's RunTask ``failures`` reasons when it gave any; ``transient``
+    says they name a cause that may pass (no capacity, an ENI timeout).
+    """
+
+    def __init__(self, message: str, *, reasons: str = "", transient: bool = False) -> None:
+        super().__init__(message)
+        self.reasons = reasons
+        self.transient = transient
 
 
 class TaskDefinitionInactiveError(LaunchError):

@@ -17,17 +17,86 @@ from .errors import (
     CapacityError,
     ECSExecutorError,
     ImagePullError,
+    LaunchError,
     NetworkSetupError,
     OutOfMemoryError,
     RemoteTaskError,
     RuntimeSkewError,
     StagingError,
+    StartTimeoutError,
     TaskStoppedError,
 )
 from .taskdefs import runner_container
 
 OOM_EXIT_CODE = 137
 _CAPACITY_MARKERS = ("Capacity is unavailable", "capacity", "Insufficient")
+STOP_CODE_FAILED_TO_START = "TaskFailedToStart"
+STOP_CODE_SPOT_INTERRUPTION = "SpotInterruption"
+# Why a container never started that says nothing about the user's task: worth a new
+# launch (docs/facts.md, "Fargate in production": peers retry the same causes).
+_TRANSIENT_START_MARKERS = (
+    "Capacity is unavailable",
+    "network interface provisioning",
+    "Timeout waiting for network interface",
+)
+# A ResourceInitializationError or CannotPullContainerError is transient only when it
+# says the service timed out or was overloaded (a missing image or role is not).
+_TRANSIENT_CAUSE_MARKERS = (
+    "timeout",
+    "timed out",
+    "i/o timeout",
+    "TooManyRequests",
+    "toomanyrequests",
+    "429",
+    "500 Internal",
+    "502 Bad Gateway",
+    "503 Service",
+    "504 Gateway",
+    "Service Unavailable",
+    "connection reset",
+)
+
+
+def is_capacity_shortfall(reasons: str) -> bool:
+    return any(marker in reasons for marker in _CAPACITY_MARKERS)
+
+
+def transient_start_failure(reasons: str) -> bool:
+    """ECS's reason says the container never started for a cause that may pass."""
+    if any(marker in reasons for marker in _TRANSIENT_START_MARKERS):
+        return True
+    if "ResourceInitializationError" in reasons or "CannotPullContainerError" in reasons:
+        lowered = reasons.lower()
+        return any(marker.lower() in lowered for marker in _TRANSIENT_CAUSE_MARKERS)
+    return False
+
+
+def relaunch_reason(error: BaseException, *, rerun_on_interruption: bool = False) -> str | None:
+    """Why ``error`` deserves another launch (one line), or None when it does not.
+
+    Only failures that prove the user's code never ran qualify — a task whose container
+    ran is never relaunched — except a Spot interruption when the user opted in.
+    """
+    if isinstance(error, StartTimeoutError):
+        return f"still {error.phase} at start_timeout"
+    if isinstance(error, LaunchError) and error.transient:
+        return error.reasons or str(error)
+    if isinstance(error, TaskStoppedError):
+        reason = error.stopped_reason or ""
+        if error.exit_code is None and error.stop_code == STOP_CODE_FAILED_TO_START:
+            return reason if transient_start_failure(reason) else None
+        if rerun_on_interruption and error.stop_code == STOP_CODE_SPOT_INTERRUPTION:
+            return f"Spot interruption ({reason})" if reason else "Spot interruption"
+    return None
+
+
+def lacks_capacity(error: BaseException) -> bool:
+    """The launch failed because Fargate (Spot) had no capacity."""
+    if isinstance(error, LaunchError):
+        return is_capacity_shortfall(error.reasons or str(error))
+    if isinstance(error, TaskStoppedError) and error.exit_code is None:
+        return is_capacity_shortfall(error.stopped_reason or "")
+    return False
 
 
 def check_envelope_format(envelope: Any, result_uri: str) -> None:
@@ -137,7 +206,7 @@ def classify_stopped_task(
             **facts,
         )
     if stop_code in ("SpotInterruption", "TerminationNotice") or (
-        exit_code is None and any(marker in reasons for marker in _CAPACITY_MARKERS)
+        exit_code is None and is_capacity_shortfall(reasons)
     ):
         return CapacityError(
             f"{where} lost or never got Fargate capacity {stated}. Run the task again; "

@@ -17,7 +17,7 @@ from typing import Any
 
 from covalent_ecs_runtime import contract
 
-from . import aws
+from . import aws, failures
 from .config import ExecutorConfig
 from .errors import ConfigError, LaunchError
 from .staging import TaskKeys
@@ -170,11 +170,13 @@ def run_task(ecs: Any, request: dict[str, Any]) -> dict[str, Any]:
     tasks = response.get("tasks") or []
     if tasks:
         return dict(tasks[0])
-    failures = response.get("failures") or []
+    refusals = response.get("failures") or []
     reasons = "; ".join(
         f"{f.get('reason', 'unknown')}" + (f" ({f['detail']})" if f.get("detail") else "")
-        for f in failures
+        for f in refusals
     )
     raise LaunchError(
-        f"ECS did not start the task in cluster {request['cluster']}: {reasons or 'no reason given'}"
+        f"ECS did not start the task in cluster {request['cluster']}: {reasons or 'no reason given'}",
+        reasons=reasons,
+        transient=failures.transient_start_failure(reasons),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cloudpickle
@@ -32,6 +32,18 @@ class TaskKeys:
     prefix: str
     payload: str
     result: str
+
+    def for_attempt(self, number: int) -> TaskKeys:
+        """The same payload; launch attempt ``number``'s own result key (1 = the first).
+
+        A relaunched task never writes where an earlier attempt's runner might still write.
+        """
+        if number == 1:
+            return self
+        return replace(self, result=f"{self.prefix}result-{number}.pkl")
+
+    def all_results(self, attempts: int) -> list[str]:
+        return [self.for_attempt(n).result for n in range(1, attempts + 1)]
 
 
 def task_keys(dispatch_id: str, node_id: int | str, token: str | None = None) -> TaskKeys:
@@ -102,13 +114,11 @@ def download_result(s3: Any, bucket: str, key: str, cache_dir: str) -> dict[str,
     return envelope
 
 
-def delete_task_objects(s3: Any, bucket: str, keys: TaskKeys) -> None:
-    """Delete the payload and result of a task in one request."""
+def delete_task_objects(s3: Any, bucket: str, keys: TaskKeys, *, attempts: int = 1) -> None:
+    """Delete the payload and every attempt's result of a task in one request."""
+    objects = [{"Key": key} for key in (keys.payload, *keys.all_results(attempts))]
     try:
-        response = s3.delete_objects(
-            Bucket=bucket,
-            Delete={"Objects": [{"Key": keys.payload}, {"Key": keys.result}], "Quiet": True},
-        )
+        response = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
     except ClientError as err:
         raise StagingError(
             str(aws.translate_client_error(err, f"delete s3://{bucket}/{keys.prefix}*"))

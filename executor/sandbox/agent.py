@@ -327,12 +327,15 @@ class FargateAgent:
             run.due = now + run.fault.delay_s
             return
         if fault == "pull_failure":
+            assert run.fault is not None
             task.pull_stopped_at = utc_now()
-            self._fail_to_start(run, _injected_pull_error(definition.get("image", "")))
+            reason = run.fault.reason or _injected_pull_error(definition.get("image", ""))
+            self._fail_to_start(run, reason)
             return
         if fault == "start_failure":
+            assert run.fault is not None
             task.pull_stopped_at = utc_now()
-            self._fail_to_start(run, _INJECTED_START_ERROR)
+            self._fail_to_start(run, run.fault.reason or _INJECTED_START_ERROR)
             return
         pull_error = image_pull_error(definition.get("image", ""))
         task.pull_stopped_at = utc_now()

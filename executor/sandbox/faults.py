@@ -12,6 +12,8 @@ Task faults (the local Fargate agent applies them, agent.py):
     oom                 runs, then is killed after ``after_s``: exit 137, OutOfMemoryError
     pull_failure        never runs: CannotPullContainerError, no exit code
     start_failure       never runs: ResourceInitializationError, no exit code
+                        (both take ``reason``: the stopped reason ECS gives instead, e.g.
+                        "Timeout waiting for network interface provisioning to complete.")
     slow_start          stays PENDING ``delay_s`` longer, then runs normally
     exit_without_result runs a process that prints a few lines and exits ``exit_code``
                         without writing a result (0 gives "exited cleanly, no result")
@@ -97,6 +99,7 @@ class Fault:
     after_s: float = 0.3
     delay_s: float = 2.0
     exit_code: int = 1
+    reason: str = ""
     status: int = 500
     codes: list[str] = field(default_factory=lambda: ["ThrottlingException", "ClientException"])
     id: int = 0

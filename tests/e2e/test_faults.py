@@ -168,13 +168,31 @@ def test_a_lost_runtask_response_starts_exactly_one_task(dispatch, faults):
 
 
 def test_runtask_failures_are_reported_not_ignored(dispatch, faults):
-    faults.add_fault("capacity_unavailable")
+    # Refused on every one of the default 3 launch attempts.
+    faults.add_fault("capacity_unavailable", times=3)
     result, tasks = run_case("runtask_failures", dispatch, faults, one_task)
     assert str(result.status) == "FAILED"
     message = node_stderr(result)
     assert "[LaunchError] ECS did not start the task" in message
     assert "Capacity is unavailable at this time" in message
+    assert "Launch attempts:\n  attempt 1: Capacity is unavailable" in message
+    assert "\n  attempt 3: ECS did not start the task" in message
+    assert faults.calls()["ecs.RunTask"] == 3
     assert tasks == []
+
+
+def test_a_network_interface_timeout_is_relaunched_and_completes(dispatch, faults):
+    faults.add_fault(
+        "start_failure", reason="Timeout waiting for network interface provisioning to complete."
+    )
+    result, tasks = run_case("eni_timeout_relaunched", dispatch, faults, one_task)
+    assert str(result.status) == "COMPLETED", node_stderr(result)
+    assert result.result == "done"
+    assert "launch attempt 1 of 3 did not run the task (Timeout waiting for network" in (
+        node_stderr(result)
+    )
+    assert len(tasks) == 2
+    assert [t["pid"] is not None for t in tasks] == [False, True]  # the code ran once
 
 
 def _wait_for(predicate, timeout_s=30.0):

@@ -105,3 +105,36 @@ def test_an_envelope_that_is_not_a_dict_is_refused():
 
 def test_this_runners_envelope_format_is_accepted():
     failures.check_envelope_format(contract.new_envelope(), "s3://b/k")
+
+
+def _stopped_error(stop_code, reason, exit_code=None):
+    return classify_stopped_task(stopped(stop_code, reason, exit_code))
+
+
+@pytest.mark.parametrize(
+    ("error", "relaunch"),
+    [
+        (_stopped_error("TaskFailedToStart", "Timeout waiting for network interface provisioning to complete."), True),
+        (_stopped_error("TaskFailedToStart", "Capacity is unavailable at this time. Please try again later or in a different availability zone"), True),
+        (_stopped_error("TaskFailedToStart", "CannotPullContainerError: unexpected status from HEAD request: 503 Service Unavailable"), True),
+        (_stopped_error("TaskFailedToStart", "CannotPullContainerError: toomanyrequests: Rate exceeded"), True),
+        (_stopped_error("TaskFailedToStart", "ResourceInitializationError: failed to get registry auth: i/o timeout"), True),
+        # The cause will not pass by itself: no relaunch.
+        (_stopped_error("TaskFailedToStart", "CannotPullContainerError: failed to resolve ref x: not found"), False),
+        (_stopped_error("TaskFailedToStart", "ResourceInitializationError: awslogs-group is required"), False),
+        # The code ran: never relaunched.
+        (_stopped_error("EssentialContainerExited", "Essential container in task exited", 1), False),
+        (_stopped_error("SpotInterruption", "Your Spot Task was interrupted.", 143), False),
+        (errors.LaunchError("x", reasons="Capacity is unavailable at this time", transient=True), True),
+        (errors.LaunchError("x", reasons="MISSING", transient=False), False),
+        (errors.StartTimeoutError("late", phase="PENDING"), True),
+        (errors.RemoteTaskError("boom", remote_type="ValueError", remote_traceback=""), False),
+    ],
+)
+def test_only_failures_that_prove_the_code_never_ran_are_relaunched(error, relaunch):
+    assert (failures.relaunch_reason(error) is not None) is relaunch
+
+
+def test_a_spot_interruption_is_relaunched_only_when_opted_in():
+    error = _stopped_error("SpotInterruption", "Your Spot Task was interrupted.", 143)
+    assert failures.relaunch_reason(error, rerun_on_interruption=True).startswith("Spot interruption")

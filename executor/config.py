@@ -39,6 +39,35 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 DEFAULT_CREDENTIALS_FILE = "~/.aws/credentials"
 
+# awsvpcConfiguration limits and Fargate's ephemeral storage range (RunTask API reference).
+MAX_SUBNETS = 16
+MAX_SECURITY_GROUPS = 5
+FARGATE_DEFAULT_STORAGE_GIB = 20
+MIN_EPHEMERAL_STORAGE_GIB = 21
+MAX_EPHEMERAL_STORAGE_GIB = 200
+
+
+def _check_id_list(value: str | list[str], pattern: re.Pattern[str], prefix: str, most: int) -> None:
+    """One id or a list of them: each well formed, no repeats, at most ``most``."""
+    ids = [value] if isinstance(value, str) else value
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("give at least one id, or '' to set it later")
+        if len(value) > most:
+            raise ValueError(f"ECS takes at most {most}; got {len(value)}")
+        if len(set(value)) != len(value):
+            raise ValueError("lists an id twice")
+    for one in ids:
+        if (one or isinstance(value, list)) and not pattern.match(one):
+            raise ValueError(f"{one!r}: expected '{prefix}' followed by 8 or 17 hex digits")
+
+
+def as_list(value: str | list[str]) -> list[str]:
+    """A subnet / security group setting as the list RunTask takes ('' -> [])."""
+    if isinstance(value, str):
+        return [value] if value else []
+    return list(value)
+
 
 class ExecutorConfig(BaseModel):
     """Every key of ``[executors.ecs]``. See the README's configuration reference."""
@@ -73,8 +102,14 @@ class ExecutorConfig(BaseModel):
     ecs_task_role_name: str = Field(
         "CovalentFargateTaskRole", description="Role the task runs as (reads/writes staging)."
     )
-    ecs_task_subnet_id: str = Field("", description="Subnet for the task's ENI (required).")
-    ecs_task_security_group_id: str = Field("", description="Security group (required).")
+    ecs_task_subnet_id: str | list[str] = Field(
+        "",
+        description="Subnet for the task's ENI (required), or a list of up to 16 (ECS picks "
+        "one per task: subnets in several zones avoid capacity shortfalls).",
+    )
+    ecs_task_security_group_id: str | list[str] = Field(
+        "", description="Security group (required), or a list of up to 5."
+    )
     assign_public_ip: bool = Field(
         True, description="Give tasks a public IP (needed to reach ECR from a public subnet)."
     )
@@ -106,6 +141,10 @@ class ExecutorConfig(BaseModel):
     # -- per task ----------------------------------------------------------------------
     vcpu: float = Field(0.25, description="vCPUs per task (a Fargate size).")
     memory: float = Field(0.5, description="Memory per task in GB (must fit vcpu, see Fargate).")
+    ephemeral_storage: int = Field(
+        FARGATE_DEFAULT_STORAGE_GIB,
+        description="Task disk in GiB: 20 (Fargate's default, free) or 21-200 (billed above 20).",
+    )
     environment: dict[str, str] = Field(
         default_factory=dict, description="Extra environment variables for every task."
     )
@@ -133,16 +172,24 @@ class ExecutorConfig(BaseModel):
     # ---------------------------------------------------------------- field validators
     @field_validator("ecs_task_subnet_id")
     @classmethod
-    def subnet_id_is_well_formed(cls, value: str) -> str:
-        if value and not _SUBNET_RE.match(value):
-            raise ValueError("expected 'subnet-' followed by 8 or 17 hex digits")
+    def subnet_ids_are_well_formed(cls, value: str | list[str]) -> str | list[str]:
+        _check_id_list(value, _SUBNET_RE, "subnet-", MAX_SUBNETS)
         return value
 
     @field_validator("ecs_task_security_group_id")
     @classmethod
-    def security_group_id_is_well_formed(cls, value: str) -> str:
-        if value and not _SECURITY_GROUP_RE.match(value):
-            raise ValueError("expected 'sg-' followed by 8 or 17 hex digits")
+    def security_group_ids_are_well_formed(cls, value: str | list[str]) -> str | list[str]:
+        _check_id_list(value, _SECURITY_GROUP_RE, "sg-", MAX_SECURITY_GROUPS)
+        return value
+
+    @field_validator("ephemeral_storage")
+    @classmethod
+    def ephemeral_storage_is_a_fargate_size(cls, value: int) -> int:
+        if not FARGATE_DEFAULT_STORAGE_GIB <= value <= MAX_EPHEMERAL_STORAGE_GIB:
+            raise ValueError(
+                f"give GiB from {MIN_EPHEMERAL_STORAGE_GIB} to {MAX_EPHEMERAL_STORAGE_GIB}, "
+                f"or {FARGATE_DEFAULT_STORAGE_GIB} for Fargate's default"
+            )
         return value
 
     @field_validator("region")
@@ -231,7 +278,10 @@ class ExecutorConfig(BaseModel):
             raise ValueError("give a number of seconds > 0, or -1 for no limit")
         return value
 
-    @field_validator("vcpu", "memory", "time_limit", "start_timeout", "poll_freq", mode="before")
+    @field_validator(
+        "vcpu", "memory", "time_limit", "start_timeout", "poll_freq", "ephemeral_storage",
+        "launch_attempts", "max_attempts", mode="before",
+    )  # fmt: skip
     @classmethod
     def number_is_not_a_bool(cls, value: Any) -> Any:
         # pydantic reads True as 1: vcpu=True would silently become 1 vCPU.

@@ -18,7 +18,7 @@ from typing import Any
 from covalent_ecs_runtime import contract
 
 from . import aws, failures
-from .config import ExecutorConfig
+from .config import FARGATE_DEFAULT_STORAGE_GIB, ExecutorConfig, as_list
 from .errors import ConfigError, LaunchError
 from .staging import TaskKeys
 from .taskdefs import BASE_CPU_UNITS, BASE_MEMORY_MIB
@@ -78,6 +78,8 @@ def build_run_task_request(
     if (config.cpu_units, config.memory_mib) != (BASE_CPU_UNITS, BASE_MEMORY_MIB):
         overrides["cpu"] = str(config.cpu_units)
         overrides["memory"] = str(config.memory_mib)
+    if config.ephemeral_storage != FARGATE_DEFAULT_STORAGE_GIB:
+        overrides["ephemeralStorage"] = {"sizeInGiB": config.ephemeral_storage}
     size = len(json.dumps(overrides, separators=(",", ":")))
     if size > MAX_OVERRIDES_CHARS:
         raise ConfigError(
@@ -93,8 +95,8 @@ def build_run_task_request(
         "count": 1,
         "networkConfiguration": {
             "awsvpcConfiguration": {
-                "subnets": [config.ecs_task_subnet_id],
-                "securityGroups": [config.ecs_task_security_group_id],
+                "subnets": as_list(config.ecs_task_subnet_id),
+                "securityGroups": as_list(config.ecs_task_security_group_id),
                 "assignPublicIp": "ENABLED" if config.assign_public_ip else "DISABLED",
             }
         },

@@ -138,3 +138,18 @@ def test_only_failures_that_prove_the_code_never_ran_are_relaunched(error, relau
 def test_a_spot_interruption_is_relaunched_only_when_opted_in():
     error = _stopped_error("SpotInterruption", "Your Spot Task was interrupted.", 143)
     assert failures.relaunch_reason(error, rerun_on_interruption=True).startswith("Spot interruption")
+
+
+def test_a_task_that_filled_its_disk_is_told_to_raise_ephemeral_storage():
+    raised = envelope_error({
+        **contract.new_envelope(),
+        "outcome": contract.OUTCOME_RAISED,
+        "error": {"type": "builtins.OSError", "message": "[Errno 28] No space left on device",
+                  "traceback": "Traceback ...\nOSError: [Errno 28] No space left on device"},
+    })
+    assert "raise `ephemeral_storage`" in str(raised)
+    stopped_task = classify_stopped_task(
+        stopped("EssentialContainerExited", "Essential container in task exited", 1),
+        log_tail="tar: write error: No space left on device",
+    )
+    assert "ran out of disk space" in str(stopped_task) and "ephemeral_storage" in str(stopped_task)

@@ -106,3 +106,19 @@ def test_on_demand_is_a_launch_type_and_spot_a_capacity_provider_strategy():
     # RunTask refuses launchType together with a strategy.
     assert "launchType" not in spot
     assert spot["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+
+
+def test_a_subnet_list_and_extra_disk_reach_the_runtask_request():
+    config = ExecutorConfig(
+        ecs_task_subnet_id=["subnet-0123abcd", "subnet-0123abce"],
+        ecs_task_security_group_id="sg-0123abcd",
+        ephemeral_storage=50,
+    )
+    request = build_run_task_request(
+        config, task_definition_arn="arn:td", bucket="b", keys=task_keys("d", 0, "t"),
+        dispatch_id="d", node_id=0, attempt="t-1",
+    )
+    network = request["networkConfiguration"]["awsvpcConfiguration"]
+    assert network["subnets"] == ["subnet-0123abcd", "subnet-0123abce"]
+    assert network["securityGroups"] == ["sg-0123abcd"]
+    assert request["overrides"]["ephemeralStorage"] == {"sizeInGiB": 50}

@@ -139,16 +139,16 @@ def registry_target(registry: str, repository: str) -> Target:
 
 def ecr_target(clients: Any, repository: str, report: Report) -> Target:
     """ECR of the configured account/region; creates ``repository`` if it is missing."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from .. import aws
 
     ecr = clients.ecr
     try:
-        ecr.describe_repositories(repositoryNames=[repository])
-    except ClientError as err:
-        if aws.error_code(err) != "RepositoryNotFoundException":
-            raise aws.translate_client_error(err, "look up the ECR repository") from err
+        aws.call(
+            ecr.describe_repositories, "look up the ECR repository", repositoryNames=[repository]
+        )
+    except ECSExecutorError as err:
+        if not aws.has_code(err, "RepositoryNotFoundException"):
+            raise
         aws.call(
             ecr.create_repository,
             f"create the ECR repository {repository!r}",
@@ -156,8 +156,6 @@ def ecr_target(clients: Any, repository: str, report: Report) -> Target:
             imageScanningConfiguration={"scanOnPush": True},
         )
         report(f"created ECR repository {repository} (scan on push)")
-    except BotoCoreError as err:  # no credentials, endpoint unreachable...
-        raise aws.translate_botocore_error(err, "look up the ECR repository") from err
     data = aws.call(ecr.get_authorization_token, "get an ECR login token")["authorizationData"][0]
     token = data["authorizationToken"]
     # The token is base64("AWS:<password>"), used as is in a Basic header (valid 12 h).

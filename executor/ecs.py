@@ -45,6 +45,7 @@ from .errors import (
     TaskStoppedError,
     TaskTimeoutError,
 )
+from .image.refs import default_runner_image
 
 EXECUTOR_PLUGIN_NAME = "ECSExecutor"
 _EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
@@ -380,7 +381,7 @@ class ECSExecutor(AsyncBaseExecutor):
     def _image_uri(self, config: ExecutorConfig, clients: aws.Clients) -> str:
         if config.container_image_uri:
             return config.container_image_uri
-        return f"{clients.ecr_registry()}/{config.ecr_repo_name}:{contract.runner_image_tag()}"
+        return default_runner_image(clients.ecr_registry(), config.ecr_repo_name)
 
     def _task_definition(
         self, config: ExecutorConfig, clients: aws.Clients, image_uri: str

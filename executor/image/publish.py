@@ -36,7 +36,8 @@ from covalent_ecs_runtime import contract
 
 from ..errors import ECSExecutorError
 from . import layers, oci
-from .registry import Reference, RegistryClient, RegistryError, credentials_for
+from .refs import ImageRef
+from .registry import RegistryClient, RegistryError, credentials_for
 
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 ENV_CACHE_DIR = "COVALENT_ECS_PUBLISH_CACHE"
@@ -178,7 +179,7 @@ def configured_executor() -> Any:
 
 
 # -- the base image -----------------------------------------------------------------
-def _base_client(base: Reference, target: Target) -> RegistryClient:
+def _base_client(base: ImageRef, target: Target) -> RegistryClient:
     if base.registry == target.registry:
         return target.client
     return RegistryClient(base.registry, credentials=credentials_for(base.registry))
@@ -208,7 +209,7 @@ def _blob_path(cache: str, digest: str) -> str:
 
 
 def resolve_base(
-    client: RegistryClient, base: Reference, platforms: list[str], cache: str
+    client: RegistryClient, base: ImageRef, platforms: list[str], cache: str
 ) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
     """``platform -> (manifest digest, manifest, config)`` of the base image."""
     body, media_type, digest = client.get_manifest(base.repository, base.reference)
@@ -242,7 +243,7 @@ def resolve_base(
     return resolved
 
 
-def _check_python(base: Reference, config: dict[str, Any], report: Report) -> None:
+def _check_python(base: ImageRef, config: dict[str, Any], report: Report) -> None:
     """The base's Python must be the client's minor: cloudpickle is not portable across."""
     env = dict(item.partition("=")[::2] for item in (config.get("config") or {}).get("Env") or [])
     version = env.get("PYTHON_VERSION")
@@ -287,7 +288,7 @@ def image_environment() -> dict[str, str]:
 
 
 def build_images(
-    base: Reference,
+    base: ImageRef,
     resolved: dict[str, tuple[str, dict[str, Any], dict[str, Any]]],
     cache: str,
     report: Report,
@@ -434,7 +435,7 @@ def publish(
             "first), at most 115 characters (the digest-suffixed tag adds 13)"
         )
     platforms = platforms or list(DEFAULT_PLATFORMS)
-    base = Reference.parse(base_image or default_base_image())
+    base = ImageRef.parse(base_image or default_base_image())
     cache = cache_dir()
     report(f"publishing the runner image {target.registry}/{target.repository}:{tag}")
     report(f"base image {base} for {', '.join(platforms)}")

@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from covalent._shared_files.config import get_config
 from covalent._shared_files.exceptions import TaskCancelledError, TaskRuntimeError
 from covalent.executor.base import AsyncBaseExecutor
 
@@ -46,6 +45,7 @@ from .errors import (
     TaskTimeoutError,
 )
 from .image.refs import default_runner_image
+from .setup.conffile import read_executor_section
 
 EXECUTOR_PLUGIN_NAME = "ECSExecutor"
 _EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
@@ -100,11 +100,7 @@ _in_thread = threads.control
 
 
 def _config_from_file() -> dict[str, Any]:
-    try:
-        section = get_config("executors.ecs")
-    except (KeyError, TypeError):
-        return {}
-    return dict(section) if isinstance(section, dict) else {}
+    return read_executor_section(None) or {}
 
 
 @dataclass(frozen=True)

@@ -167,15 +167,10 @@ def ecr_target(clients: Any, repository: str, report: Report) -> Target:
 
 def configured_executor() -> Any:
     """The ``[executors.ecs]`` block of covalent.conf, validated (subnet etc. not needed)."""
-    from covalent._shared_files.config import get_config
-
     from ..config import build_config
+    from ..setup.conffile import default_conf_path, read_executor_section
 
-    try:
-        section = get_config("executors.ecs")
-    except (KeyError, TypeError):
-        section = {}
-    return build_config({}, dict(section) if isinstance(section, dict) else {})
+    return build_config({}, read_executor_section(default_conf_path()) or {})
 
 
 # -- the base image -----------------------------------------------------------------

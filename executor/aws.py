@@ -228,11 +228,14 @@ def has_code(err: BaseException, *codes: str) -> bool:
 
 
 def is_unreachable(err: BaseException) -> bool:
-    """True when ``err`` came from not reaching the endpoint at all (DNS, refused, timeout)."""
-    return _cause_of_type(err, EndpointUnreachable) is not None
+    """True when ``err`` came from reaching no AWS API at the endpoint: DNS, connection
+    refused, connect timeout, TLS, or an answer that is not an AWS API's."""
+    return _cause_of_type(err, (EndpointUnreachable, ResponseParserError)) is not None
 
 
-def _cause_of_type(err: BaseException | None, kind: type[BaseException]) -> BaseException | None:
+def _cause_of_type(
+    err: BaseException | None, kind: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
     while err is not None:
         if isinstance(err, kind):
             return err

@@ -11,20 +11,22 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import botocore.session
+from boto3.exceptions import Boto3Error
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    EndpointConnectionError,
     NoCredentialsError,
-    NoRegionError,
     ProfileNotFound,
 )
+from botocore.exceptions import ConnectionError as EndpointUnreachable
+from botocore.parsers import ResponseParserError
 
 from covalent_ecs_runtime.contract import RUNNER_VERSION
 
@@ -40,6 +42,8 @@ from .errors import (
 # Every boto3 call runs in a thread (threads.py: control and transfer pools); each
 # client's connection pool serves both.
 MAX_POOL_CONNECTIONS = 64
+# botocore's own default; `covalent-ecs doctor` asks for a short one instead.
+DEFAULT_CONNECT_TIMEOUT_S = 60.0
 
 _ACCESS_DENIED_CODES = {
     "AccessDenied",
@@ -63,9 +67,12 @@ class ConnectionSettings:
     endpoint_url: str
     retry_mode: str
     max_attempts: int
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
 
     @classmethod
-    def of(cls, config: ExecutorConfig) -> ConnectionSettings:
+    def of(
+        cls, config: ExecutorConfig, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    ) -> ConnectionSettings:
         return cls(
             credentials=config.credentials,
             profile=config.profile,
@@ -73,6 +80,7 @@ class ConnectionSettings:
             endpoint_url=config.endpoint_url,
             retry_mode=config.retry_mode,
             max_attempts=config.max_attempts,
+            connect_timeout_s=connect_timeout_s,
         )
 
 
@@ -111,6 +119,7 @@ class Clients:
                             "max_attempts": self.settings.max_attempts,
                         },
                         max_pool_connections=MAX_POOL_CONNECTIONS,
+                        connect_timeout=self.settings.connect_timeout_s,
                         user_agent_extra=f"covalent-ecs-executor/{RUNNER_VERSION}",
                     ),
                 )
@@ -158,22 +167,80 @@ _clients_lock = threading.Lock()
 _clients_by_settings: dict[ConnectionSettings, Clients] = {}
 
 
-def clients_for(config: ExecutorConfig) -> Clients:
-    settings = ConnectionSettings.of(config)
+def clients_for(
+    config: ExecutorConfig, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+) -> Clients:
+    settings = ConnectionSettings.of(config, connect_timeout_s=connect_timeout_s)
     with _clients_lock:
         if settings not in _clients_by_settings:
             _clients_by_settings[settings] = Clients(settings)
         return _clients_by_settings[settings]
 
 
+# What boto3 calls raise: AWS's answers, botocore's own failures, an unparsable answer,
+# and boto3's transfer-manager wrappers.
+_BOTO_ERRORS = (ClientError, BotoCoreError, ResponseParserError, Boto3Error)
+
+
 def call(method: Any, action: str, /, **kwargs: Any) -> Any:
-    """Call a boto3 method; translate botocore errors into ours, naming ``action``."""
+    """Call a boto3 method; translate botocore errors into ours, naming ``action``.
+
+    The translated error is always raised ``from`` the botocore one, so callers ask
+    ``has_code(err, ...)`` / ``is_unreachable(err)`` without importing botocore.
+    """
     try:
         return method(**kwargs)
-    except ClientError as err:
-        raise translate_client_error(err, action) from err
-    except (BotoCoreError, NoRegionError) as err:
-        raise translate_botocore_error(err, action) from err
+    except _BOTO_ERRORS as err:
+        raise translate(err, action) from _botocore_cause(err)
+
+
+def pages(client: Any, operation: str, action: str, /, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """``client.get_paginator(operation).paginate(**kwargs)``, translated like ``call``."""
+    try:
+        yield from client.get_paginator(operation).paginate(**kwargs)
+    except _BOTO_ERRORS as err:
+        raise translate(err, action) from _botocore_cause(err)
+
+
+def translate(err: Exception, action: str) -> ECSExecutorError:
+    """Our error for a botocore (or boto3 transfer) error, naming ``action``."""
+    cause = _botocore_cause(err)
+    if isinstance(cause, ClientError):
+        return translate_client_error(cause, action)
+    return translate_botocore_error(cause, action)
+
+
+def _botocore_cause(err: Exception) -> Exception:
+    # boto3's transfer manager raises S3UploadFailedError while handling the ClientError
+    # that says why (its __context__): that one is translated.
+    context = err.__context__
+    if isinstance(err, Boto3Error) and isinstance(context, (ClientError, BotoCoreError)):
+        return context
+    return err
+
+
+def has_code(err: BaseException, *codes: str) -> bool:
+    """True when ``err`` was raised (by ``call``, ``pages``) from an AWS answer with one of
+    ``codes`` (e.g. ``"NoSuchKey"``, ``"404"``). Follows ``__cause__``, so an error that
+    wraps ours (a StagingError raised from it) answers too."""
+    found = _cause_of_type(err, ClientError)
+    return isinstance(found, ClientError) and error_code(found) in codes
+
+
+def is_unreachable(err: BaseException) -> bool:
+    """True when ``err`` came from reaching no AWS API at the endpoint: DNS, connection
+    refused, connect timeout, TLS, or an answer that is not an AWS API's."""
+    return _cause_of_type(err, (EndpointUnreachable, ResponseParserError)) is not None
+
+
+def _cause_of_type(
+    err: BaseException | None, kind: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    while err is not None:
+        if isinstance(err, kind):
+            return err
+        err = err.__cause__
+    return None
 
 
 def error_code(err: ClientError) -> str:
@@ -218,10 +285,16 @@ def translate_botocore_error(err: Exception, action: str) -> ECSExecutorError:
             f"could not {action}: no AWS credentials found. Set credentials/profile in "
             "[executors.ecs], or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role."
         )
-    if isinstance(err, EndpointConnectionError):
+    if isinstance(err, EndpointUnreachable):
         return AWSSetupError(
             f"could not {action}: cannot reach the AWS endpoint ({err}). Check network access, "
             "the region and endpoint_url / AWS_ENDPOINT_URL."
+        )
+    if isinstance(err, ResponseParserError):
+        # Something answered that is not an AWS API (a wrong endpoint_url, a proxy page).
+        return AWSSetupError(
+            f"could not {action}: the endpoint's answer is not an AWS API response. Check "
+            "endpoint_url / AWS_ENDPOINT_URL and the region."
         )
     return AWSSetupError(f"could not {action}: {err}")
 

@@ -266,16 +266,8 @@ def doctor(
     ] = False,
 ) -> None:
     """Check the configuration against the AWS account; exit 1 if anything is wrong."""
-    import json
-    import os
+    from .setup.doctor_report import main
 
-    from rich.console import Console
-    from rich.markup import escape
-
-    from .setup.conffile import default_conf_path, read_executor_section
-    from .setup.doctor import fail, run_checks, summary
-
-    path = str(conf) if conf else default_conf_path()
     overrides = {
         key: value
         for key, value in (
@@ -286,33 +278,9 @@ def doctor(
         )
         if value is not None
     }
-    if conf is None and not os.path.exists(path):
-        section: dict[str, object] = {}
-        checks = run_checks(overrides, section, source=f"{path} not found: defaults")
-    else:
-        try:
-            section = read_executor_section(path)
-        except (OSError, ValueError) as err:
-            checks = [fail("config", f"cannot read {path}: {err}", "give --conf an existing covalent.conf")]
-        else:
-            checks = run_checks(overrides, section, source=path)
-    report = summary(checks)
-    if json_output:
-        typer.echo(json.dumps(report, indent=2))
-    else:
-        console = Console(highlight=False, soft_wrap=True)
-        marks = {"ok": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]–[/]"}
-        for check in checks:
-            console.print(f"{marks[check.status]} [bold]{escape(check.name)}[/]: {escape(check.detail)}")
-            if check.fix:
-                console.print(f"    [yellow]fix:[/] {escape(check.fix)}")
-        failed = sum(check.status == "fail" for check in checks)
-        console.print(
-            f"\n{len(checks)} checks: {failed} failed"
-            if failed
-            else f"\n{len(checks)} checks: all passed"
-        )
-    raise typer.Exit(0 if report["ok"] else 1)
+    raise typer.Exit(main(str(conf) if conf else None, overrides, as_json=json_output))
+
+
 @app.command("publish-image")
 def publish_image(
     registry: Annotated[

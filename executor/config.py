@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import fargate
 from .errors import ConfigError
+from .image.refs import ImageRef
 
 # Keys Covalent's base executor owns; accepted and kept as attributes, not validated here.
 COVALENT_BASE_KEYS = ("log_stdout", "log_stderr", "time_limit", "retries")
@@ -34,7 +35,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")  # cluster, task family
 _ROLE_RE = re.compile(r"^(arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}|[\w+=,.@-]{1,64})$")
 _LOG_GROUP_RE = re.compile(r"^[\w#./-]{1,512}$")
 _ECR_REPO_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
-_IMAGE_RE = re.compile(r"^[\w.-]+(:\d+)?(/[\w.-]+)*(:[\w.-]{1,128})?(@sha256:[0-9a-f]{64})?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 DEFAULT_CREDENTIALS_FILE = "~/.aws/credentials"
@@ -239,8 +239,8 @@ class ExecutorConfig(BaseModel):
     @field_validator("container_image_uri")
     @classmethod
     def image_is_a_reference(cls, value: str) -> str:
-        if value and not _IMAGE_RE.match(value):
-            raise ValueError("expected an image reference such as 'repo/name:tag'")
+        if value:
+            ImageRef.parse(value)  # a ConfigError is a ValueError: pydantic reports it
         return value
 
     @field_validator("endpoint_url")

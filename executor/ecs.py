@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from covalent._shared_files.config import get_config
 from covalent._shared_files.exceptions import TaskCancelledError, TaskRuntimeError
 from covalent.executor.base import AsyncBaseExecutor
 
@@ -45,6 +44,8 @@ from .errors import (
     TaskStoppedError,
     TaskTimeoutError,
 )
+from .image.refs import default_runner_image
+from .setup.conffile import read_executor_section
 
 EXECUTOR_PLUGIN_NAME = "ECSExecutor"
 _EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
@@ -99,11 +100,7 @@ _in_thread = threads.control
 
 
 def _config_from_file() -> dict[str, Any]:
-    try:
-        section = get_config("executors.ecs")
-    except (KeyError, TypeError):
-        return {}
-    return dict(section) if isinstance(section, dict) else {}
+    return read_executor_section(None) or {}
 
 
 @dataclass(frozen=True)
@@ -381,7 +378,7 @@ class ECSExecutor(AsyncBaseExecutor):
     def _image_uri(self, config: ExecutorConfig, clients: aws.Clients) -> str:
         if config.container_image_uri:
             return config.container_image_uri
-        return f"{clients.ecr_registry()}/{config.ecr_repo_name}:{contract.runner_image_tag()}"
+        return default_runner_image(clients.ecr_registry(), config.ecr_repo_name)
 
     def _task_definition(
         self, config: ExecutorConfig, clients: aws.Clients, image_uri: str

@@ -36,7 +36,8 @@ from covalent_ecs_runtime import contract
 
 from ..errors import ECSExecutorError
 from . import layers, oci
-from .registry import Reference, RegistryClient, RegistryError, credentials_for
+from .refs import ImageRef
+from .registry import RegistryClient, RegistryError, credentials_for
 
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 ENV_CACHE_DIR = "COVALENT_ECS_PUBLISH_CACHE"
@@ -139,16 +140,16 @@ def registry_target(registry: str, repository: str) -> Target:
 
 def ecr_target(clients: Any, repository: str, report: Report) -> Target:
     """ECR of the configured account/region; creates ``repository`` if it is missing."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from .. import aws
 
     ecr = clients.ecr
     try:
-        ecr.describe_repositories(repositoryNames=[repository])
-    except ClientError as err:
-        if aws.error_code(err) != "RepositoryNotFoundException":
-            raise aws.translate_client_error(err, "look up the ECR repository") from err
+        aws.call(
+            ecr.describe_repositories, "look up the ECR repository", repositoryNames=[repository]
+        )
+    except ECSExecutorError as err:
+        if not aws.has_code(err, "RepositoryNotFoundException"):
+            raise
         aws.call(
             ecr.create_repository,
             f"create the ECR repository {repository!r}",
@@ -156,8 +157,6 @@ def ecr_target(clients: Any, repository: str, report: Report) -> Target:
             imageScanningConfiguration={"scanOnPush": True},
         )
         report(f"created ECR repository {repository} (scan on push)")
-    except BotoCoreError as err:  # no credentials, endpoint unreachable...
-        raise aws.translate_botocore_error(err, "look up the ECR repository") from err
     data = aws.call(ecr.get_authorization_token, "get an ECR login token")["authorizationData"][0]
     token = data["authorizationToken"]
     # The token is base64("AWS:<password>"), used as is in a Basic header (valid 12 h).
@@ -168,19 +167,14 @@ def ecr_target(clients: Any, repository: str, report: Report) -> Target:
 
 def configured_executor() -> Any:
     """The ``[executors.ecs]`` block of covalent.conf, validated (subnet etc. not needed)."""
-    from covalent._shared_files.config import get_config
-
     from ..config import build_config
+    from ..setup.conffile import default_conf_path, read_executor_section
 
-    try:
-        section = get_config("executors.ecs")
-    except (KeyError, TypeError):
-        section = {}
-    return build_config({}, dict(section) if isinstance(section, dict) else {})
+    return build_config({}, read_executor_section(default_conf_path()) or {})
 
 
 # -- the base image -----------------------------------------------------------------
-def _base_client(base: Reference, target: Target) -> RegistryClient:
+def _base_client(base: ImageRef, target: Target) -> RegistryClient:
     if base.registry == target.registry:
         return target.client
     return RegistryClient(base.registry, credentials=credentials_for(base.registry))
@@ -210,7 +204,7 @@ def _blob_path(cache: str, digest: str) -> str:
 
 
 def resolve_base(
-    client: RegistryClient, base: Reference, platforms: list[str], cache: str
+    client: RegistryClient, base: ImageRef, platforms: list[str], cache: str
 ) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
     """``platform -> (manifest digest, manifest, config)`` of the base image."""
     body, media_type, digest = client.get_manifest(base.repository, base.reference)
@@ -244,7 +238,7 @@ def resolve_base(
     return resolved
 
 
-def _check_python(base: Reference, config: dict[str, Any], report: Report) -> None:
+def _check_python(base: ImageRef, config: dict[str, Any], report: Report) -> None:
     """The base's Python must be the client's minor: cloudpickle is not portable across."""
     env = dict(item.partition("=")[::2] for item in (config.get("config") or {}).get("Env") or [])
     version = env.get("PYTHON_VERSION")
@@ -289,7 +283,7 @@ def image_environment() -> dict[str, str]:
 
 
 def build_images(
-    base: Reference,
+    base: ImageRef,
     resolved: dict[str, tuple[str, dict[str, Any], dict[str, Any]]],
     cache: str,
     report: Report,
@@ -436,7 +430,7 @@ def publish(
             "first), at most 115 characters (the digest-suffixed tag adds 13)"
         )
     platforms = platforms or list(DEFAULT_PLATFORMS)
-    base = Reference.parse(base_image or default_base_image())
+    base = ImageRef.parse(base_image or default_base_image())
     cache = cache_dir()
     report(f"publishing the runner image {target.registry}/{target.repository}:{tag}")
     report(f"base image {base} for {', '.join(platforms)}")

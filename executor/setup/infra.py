@@ -20,11 +20,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from .. import aws
 from ..config import CONFIG_KEYS
-from ..errors import AWSSetupError, ConfigError
+from ..errors import AWSSetupError, ConfigError, ECSExecutorError
 
 TEMPLATE_FILE = "covalent-ecs.yaml"
 DEFAULT_STACK_NAME = "covalent-ecs"
@@ -156,14 +154,14 @@ def check_stack_name(name: str) -> str:
 def describe_stack(cloudformation: Any, stack_name: str) -> dict[str, Any] | None:
     """The stack, or None when there is none of that name (or it was deleted)."""
     try:
-        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as err:
+        stacks = aws.call(
+            cloudformation.describe_stacks, f"describe stack {stack_name}", StackName=stack_name
+        )["Stacks"]
+    except ECSExecutorError as err:
         # CloudFormation answers ValidationError "Stack with id X does not exist".
-        if aws.error_code(err) == "ValidationError" and "does not exist" in str(err):
+        if aws.has_code(err, "ValidationError") and "does not exist" in str(err):
             return None
-        raise aws.translate_client_error(err, f"describe stack {stack_name}") from err
-    except Exception as err:  # noqa: BLE001 - BotoCoreError: no credentials, no endpoint
-        raise aws.translate_botocore_error(err, f"describe stack {stack_name}") from err
+        raise
     live = [stack for stack in stacks if stack.get("StackStatus") != "DELETE_COMPLETE"]
     return dict(live[0]) if live else None
 
@@ -212,10 +210,11 @@ def deploy(
             )
         echo(f"updating stack {stack_name} ({status}) in {clients.region}")
         try:
-            cloudformation.update_stack(**request)
-        except ClientError as err:
-            if "No updates are to be performed" not in str(err):
-                raise aws.translate_client_error(err, f"update stack {stack_name}") from err
+            aws.call(cloudformation.update_stack, f"update stack {stack_name}", **request)
+        except ECSExecutorError as err:
+            up_to_date = "No updates are to be performed" in str(err)
+            if not (aws.has_code(err, "ValidationError") and up_to_date):
+                raise
             echo("the stack is up to date")
             return config_from_outputs(existing.get("Outputs", []))
         stack_id = existing["StackId"]
@@ -264,9 +263,8 @@ def destroy(
 def empty_bucket(s3: Any, bucket: str) -> int:
     """Delete every object in ``bucket``; return how many were deleted."""
     removed = 0
-    paginator = s3.get_paginator("list_objects_v2")
     try:
-        for page in paginator.paginate(Bucket=bucket):
+        for page in aws.pages(s3, "list_objects_v2", f"list s3://{bucket}", Bucket=bucket):
             keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
             for start in range(0, len(keys), _DELETE_BATCH):
                 batch = keys[start : start + _DELETE_BATCH]
@@ -277,10 +275,10 @@ def empty_bucket(s3: Any, bucket: str) -> int:
                     Delete={"Objects": batch, "Quiet": True},
                 )
                 removed += len(batch)
-    except ClientError as err:
-        if aws.error_code(err) == "NoSuchBucket":
+    except ECSExecutorError as err:
+        if aws.has_code(err, "NoSuchBucket"):
             return removed
-        raise aws.translate_client_error(err, f"list s3://{bucket}") from err
+        raise
     return removed
 
 
@@ -288,7 +286,9 @@ def empty_repository(ecr: Any, repository: str) -> int:
     """Delete every image in an ECR repository; return how many were deleted."""
     removed = 0
     try:
-        for page in ecr.get_paginator("list_images").paginate(repositoryName=repository):
+        for page in aws.pages(
+            ecr, "list_images", f"list images in {repository}", repositoryName=repository
+        ):
             ids = page.get("imageIds", [])
             # BatchDeleteImage takes at most 100 image ids per call.
             for start in range(0, len(ids), 100):
@@ -300,17 +300,19 @@ def empty_repository(ecr: Any, repository: str) -> int:
                     imageIds=batch,
                 )
                 removed += len(batch)
-    except ClientError as err:
-        if aws.error_code(err) == "RepositoryNotFoundException":
+    except ECSExecutorError as err:
+        if aws.has_code(err, "RepositoryNotFoundException"):
             return removed
-        raise aws.translate_client_error(err, f"list images in {repository}") from err
+        raise
     return removed
 
 
 def _event_ids(cloudformation: Any, stack: str) -> set[str]:
     try:
-        events = cloudformation.describe_stack_events(StackName=stack)["StackEvents"]
-    except ClientError:
+        events = aws.call(
+            cloudformation.describe_stack_events, f"read stack {stack}'s events", StackName=stack
+        )["StackEvents"]
+    except ECSExecutorError:
         return set()
     return {event["EventId"] for event in events}
 

@@ -194,3 +194,16 @@ def test_an_environment_that_fits_the_overrides_is_accepted():
 
     config = build_config({"environment": {"BIG": "x" * 7000}}, {})
     assert worst_case_overrides_chars(config) <= MAX_OVERRIDES_CHARS
+
+
+def test_repr_shows_the_task_size_and_where_it_runs_never_credentials(tmp_path):
+    credentials = tmp_path / "credentials"
+    credentials.write_text("")
+    executor = ECSExecutor(
+        vcpu=1, memory=2, region="eu-west-1", ecs_cluster_name="work",
+        capacity_provider="FARGATE_SPOT", credentials=str(credentials), profile="secret-profile",
+    )
+    assert repr(executor) == (
+        "ECSExecutor(vcpu=1.0, memory=2.0, ecs_cluster_name='work', region='eu-west-1', "
+        "capacity_provider='FARGATE_SPOT')"
+    )

@@ -8,8 +8,10 @@ JSON-serialisable (see NOTES.md, "Covalent's plugin interface").
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,8 +44,14 @@ from .errors import (
 # Every boto3 call runs in a thread (threads.py: control and transfer pools); each
 # client's connection pool serves both.
 MAX_POOL_CONNECTIONS = 64
-# botocore's own default; `covalent-ecs doctor` asks for a short one instead.
+# botocore's own connect timeout; a command someone waits for at a terminal uses less.
 DEFAULT_CONNECT_TIMEOUT_S = 60.0
+# For a person at a terminal (`covalent-ecs infra ...`): an unreachable endpoint is
+# reported within seconds, not after ten attempts with backoff (~35 s when DNS fails).
+INTERACTIVE_MAX_ATTEMPTS = 3
+INTERACTIVE_CONNECT_TIMEOUT_S = 3.0
+# An error text longer than this is cut (an endpoint may answer with a whole page).
+MAX_MESSAGE_CHARS = 400
 
 _ACCESS_DENIED_CODES = {
     "AccessDenied",
@@ -70,9 +78,7 @@ class ConnectionSettings:
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
 
     @classmethod
-    def of(
-        cls, config: ExecutorConfig, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
-    ) -> ConnectionSettings:
+    def of(cls, config: ExecutorConfig) -> ConnectionSettings:
         return cls(
             credentials=config.credentials,
             profile=config.profile,
@@ -80,7 +86,6 @@ class ConnectionSettings:
             endpoint_url=config.endpoint_url,
             retry_mode=config.retry_mode,
             max_attempts=config.max_attempts,
-            connect_timeout_s=connect_timeout_s,
         )
 
 
@@ -167,14 +172,22 @@ _clients_lock = threading.Lock()
 _clients_by_settings: dict[ConnectionSettings, Clients] = {}
 
 
-def clients_for(
-    config: ExecutorConfig, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
-) -> Clients:
-    settings = ConnectionSettings.of(config, connect_timeout_s=connect_timeout_s)
+def clients_for(config: ExecutorConfig) -> Clients:
+    settings = ConnectionSettings.of(config)
     with _clients_lock:
         if settings not in _clients_by_settings:
             _clients_by_settings[settings] = Clients(settings)
         return _clients_by_settings[settings]
+
+
+def interactive_clients(config: ExecutorConfig) -> Clients:
+    """Clients for a command someone waits for: few attempts, a short connect timeout."""
+    settings = dataclasses.replace(
+        ConnectionSettings.of(config),
+        max_attempts=min(config.max_attempts, INTERACTIVE_MAX_ATTEMPTS),
+        connect_timeout_s=INTERACTIVE_CONNECT_TIMEOUT_S,
+    )
+    return Clients(settings)
 
 
 # What boto3 calls raise: AWS's answers, botocore's own failures, an unparsable answer,
@@ -249,7 +262,7 @@ def error_code(err: ClientError) -> str:
 
 def translate_client_error(err: ClientError, action: str) -> ECSExecutorError:
     code = error_code(err)
-    message = err.response.get("Error", {}).get("Message", "") or str(err)
+    message = readable(err.response.get("Error", {}).get("Message", "") or str(err))
     if code in _ACCESS_DENIED_CODES:
         return AWSSetupError(
             f"could not {action}: AWS denied access ({code}: {message}). Check the "
@@ -283,20 +296,50 @@ def translate_botocore_error(err: Exception, action: str) -> ECSExecutorError:
     if isinstance(err, NoCredentialsError):
         return AWSSetupError(
             f"could not {action}: no AWS credentials found. Set credentials/profile in "
-            "[executors.ecs], or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role."
+            "[executors.ecs] (or the --credentials/--profile options of covalent-ecs "
+            "commands), or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role."
         )
     if isinstance(err, EndpointUnreachable):
+        endpoint = (getattr(err, "kwargs", None) or {}).get("endpoint_url", "the AWS endpoint")
         return AWSSetupError(
-            f"could not {action}: cannot reach the AWS endpoint ({err}). Check network access, "
-            "the region and endpoint_url / AWS_ENDPOINT_URL."
+            f"could not {action}: {endpoint} is unreachable ({_connection_cause(err)}). "
+            "Check network access, the region and endpoint_url / AWS_ENDPOINT_URL."
         )
     if isinstance(err, ResponseParserError):
-        # Something answered that is not an AWS API (a wrong endpoint_url, a proxy page).
+        # Not an AWS answer: a proxy's or a crashed server's error page, or no body.
+        # botocore appends the body as a bytes repr after this sentence.
+        body = str(err).partition("Further retries may succeed:")[2].strip()
+        body = body[2:-1] if body[:2] in ("b'", 'b"') else body
         return AWSSetupError(
-            f"could not {action}: the endpoint's answer is not an AWS API response. Check "
-            "endpoint_url / AWS_ENDPOINT_URL and the region."
+            f"could not {action}: the endpoint did not answer like AWS "
+            f"({readable(body) or 'an empty body'}). Check endpoint_url / AWS_ENDPOINT_URL "
+            "and any proxy in between."
         )
-    return AWSSetupError(f"could not {action}: {err}")
+    return AWSSetupError(f"could not {action}: {readable(str(err))}")
+
+
+_HTML = re.compile(r"<\s*(!doctype\s+html|html|head|body)\b", re.IGNORECASE)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def readable(text: str) -> str:
+    """An error text as one short line; an HTML page becomes its title. Pure.
+
+    Endpoints that are not AWS (a proxy, a crashed emulator) answer with HTML pages,
+    which botocore passes on as the error message.
+    """
+    if _HTML.search(text):
+        title = _HTML_TITLE.search(text)
+        text = f"an HTML page: {title.group(1)}" if title else "an HTML page"
+    # Real newlines, and the escaped ones of a bytes repr.
+    line = " ".join(text.replace("\\n", " ").split())
+    return line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _connection_cause(err: Exception) -> str:
+    # urllib3 prefixes its reason with the connection's repr: keep only the reason.
+    cause = str((getattr(err, "kwargs", None) or {}).get("error") or err)
+    return readable(re.sub(r"^\w*Connection\w*\(host=[^)]*\): ", "", cause))
 
 
 _THROTTLE_CODES = {

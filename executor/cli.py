@@ -7,20 +7,99 @@ fast and a command's dependencies load only when it runs).
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from .aws import Clients
+
+
+class _Commands(TyperGroup):
+    """The CLI's one error boundary: an error a user can act on (bad input, a path that
+    cannot be read or written, AWS saying no) is one line on stderr and exit code 1,
+    never a traceback. Anything else is a bug and keeps its traceback. It also keeps
+    help from showing a value type (``<bool>``) on flags, which take no value."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as err:  # typer's own Exit/Abort/usage errors are not ours: re-raised
+            message = _user_error(err)
+            if message is None:
+                raise
+            raise _fail(message) from None
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _hide_flag_types([*command.params, command.get_help_option(ctx)])
+        return command
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        _hide_flag_types(params)
+        return params
+
+
+def _hide_flag_types(params: list[Any]) -> None:
+    # typer shows every option's type in help; an empty metavar shows none.
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+def _user_error(err: Exception) -> str | None:
+    """The one-line message for an error the user can act on; None for a bug."""
+    from .errors import ECSExecutorError
+
+    if isinstance(err, ECSExecutorError):
+        return str(err)
+    if isinstance(err, OSError):
+        return _describe_os_error(err)
+    if type(err).__module__.startswith("botocore."):
+        from botocore.exceptions import ClientError
+
+        from . import aws
+
+        action = "complete the command"
+        if isinstance(err, ClientError):
+            return str(aws.translate_client_error(err, action))
+        return str(aws.translate_botocore_error(err, action))
+    return None
+
+
+def _describe_os_error(err: OSError) -> str:
+    """``<path>: <reason>``, saying which folder is missing when that is the reason."""
+    reason = err.strerror or str(err)
+    paths = [str(path) for path in (err.filename, err.filename2) if path is not None]
+    if not paths:
+        return reason
+    folder = os.path.dirname(os.path.abspath(paths[-1]))
+    if err.errno == errno.ENOENT and not os.path.isdir(folder):
+        reason += f" (there is no folder {folder})"
+    return f"{' -> '.join(paths)}: {reason}"
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        typer.echo(f"covalent-ecs {version('covalent-ecs-executor')}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     name="covalent-ecs",
     help="Tools for the Covalent ECS Fargate executor.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_Commands,
 )
 
 
@@ -81,6 +160,7 @@ infra_app = typer.Typer(
     help="The CloudFormation stack with everything the executor needs in one account/region.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_Commands,
 )
 app.add_typer(infra_app)
 
@@ -102,8 +182,12 @@ _StackName = Annotated[
 
 def _fail(message: str) -> typer.Exit:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    # escape: messages quote things like [executors.ecs], which Rich reads as markup.
+    # soft_wrap: no line breaks added, so a message stays one line however long.
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(1)
 
 
@@ -122,14 +206,15 @@ def _progress() -> Callable[[str], None]:
 
 
 def _connection(region: str, profile: str, credentials: str | None, endpoint_url: str) -> Clients:
-    """AWS clients for the connection options (validated before any AWS call)."""
+    """AWS clients for the connection options (validated before any AWS call); an
+    unreachable endpoint fails within seconds (aws.interactive_clients)."""
     from . import aws
     from .config import build_config
 
     given: dict[str, object] = {"region": region, "profile": profile, "endpoint_url": endpoint_url}
     if credentials is not None:
         given["credentials"] = credentials
-    return aws.clients_for(build_config(given, {}))
+    return aws.interactive_clients(build_config(given, {}))
 
 
 @infra_app.command("template")
@@ -156,6 +241,7 @@ def infra_deploy(
         typer.Option(
             "--parameter",
             "-p",
+            metavar="NAME=VALUE",
             help="Template parameter Name=Value (repeatable), e.g. -p LogRetentionDays=30; "
             "see `covalent-ecs infra template`.",
         ),
@@ -176,24 +262,22 @@ def infra_deploy(
     timeout: _Timeout = 1800,
 ) -> None:
     """Create (or update) the stack, with a line per stack event; print the config block."""
-    from .errors import ECSExecutorError
-    from .setup.conffile import toml_block, write_covalent_conf
+    from .setup.conffile import check_conf_writable, toml_block, write_covalent_conf
     from .setup.infra import check_stack_name, deploy, parse_parameters
 
-    try:
-        check_stack_name(stack_name)
-        parameters = parse_parameters(parameter or [])
-        clients = _connection(region, profile, credentials, endpoint_url)
-        values = deploy(
-            clients,
-            stack_name,
-            parameters,
-            echo=_progress(),
-            poll_interval_s=poll_interval,
-            timeout_s=timeout,
-        )
-    except ECSExecutorError as err:
-        raise _fail(str(err)) from None
+    check_stack_name(stack_name)
+    parameters = parse_parameters(parameter or [])
+    if write_conf:
+        check_conf_writable(str(write_conf))  # before minutes of deploying, not after
+    clients = _connection(region, profile, credentials, endpoint_url)
+    values = deploy(
+        clients,
+        stack_name,
+        parameters,
+        echo=_progress(),
+        poll_interval_s=poll_interval,
+        timeout_s=timeout,
+    )
     settings = clients.settings
     block = {
         "credentials": settings.credentials,
@@ -225,26 +309,22 @@ def infra_destroy(
     timeout: _Timeout = 1800,
 ) -> None:
     """Delete the stack and everything in it (staged objects, runner images, task logs)."""
-    from .errors import ECSExecutorError
     from .setup.infra import check_stack_name, destroy
 
-    try:
-        check_stack_name(stack_name)
-        clients = _connection(region, profile, credentials, endpoint_url)
-        if not yes:
-            typer.confirm(
-                f"Delete stack {stack_name}, its bucket's objects, runner images and logs?",
-                abort=True,
-            )
-        destroy(
-            clients,
-            stack_name,
-            echo=_progress(),
-            poll_interval_s=poll_interval,
-            timeout_s=timeout,
+    check_stack_name(stack_name)
+    clients = _connection(region, profile, credentials, endpoint_url)
+    if not yes:
+        typer.confirm(
+            f"Delete stack {stack_name}, its bucket's objects, runner images and logs?",
+            abort=True,
         )
-    except ECSExecutorError as err:
-        raise _fail(str(err)) from None
+    destroy(
+        clients,
+        stack_name,
+        echo=_progress(),
+        poll_interval_s=poll_interval,
+        timeout_s=timeout,
+    )
 
 
 @app.command()
@@ -324,36 +404,43 @@ def publish_image(
     ] = None,
 ) -> None:
     """Build the runner image without Docker and push it; prints the pushed reference last."""
-    from .errors import ECSExecutorError
     from .image import publish
 
     def report(line: str) -> None:
         typer.echo(line, err=True)
 
-    try:
-        platforms = publish.parse_platforms(platform or [])
-        config = publish.configured_executor()
-        repo = repository or config.ecr_repo_name
-        if registry:
-            target = publish.registry_target(registry, repo)
-        else:
-            from . import aws
+    # Every flag is checked before the network (and before covalent.conf is read).
+    if tag is not None:
+        publish.check_tag(tag)
+    if repository is not None:
+        publish.check_repository(repository, ecr=not registry)
+    platforms = publish.parse_platforms(platform or [])
+    config = publish.configured_executor()
+    repo = repository or config.ecr_repo_name
+    if registry:
+        target = publish.registry_target(registry, repo)
+    else:
+        from . import aws
 
-            target = publish.ecr_target(aws.clients_for(config), repo, report)
-        try:
-            result = publish.publish(
-                target, tag=tag, base_image=base_image, platforms=platforms, report=report
-            )
-        finally:
-            target.client.close()
-    except ECSExecutorError as err:
-        typer.echo(f"error: [{type(err).__name__}] {err}", err=True)
-        raise typer.Exit(1) from err
+        target = publish.ecr_target(aws.clients_for(config), repo, report)
+    try:
+        result = publish.publish(
+            target, tag=tag, base_image=base_image, platforms=platforms, report=report
+        )
+    finally:
+        target.client.close()
     typer.echo(result.reference)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Tools for the Covalent ECS Fargate executor."""
 
 

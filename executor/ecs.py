@@ -214,6 +214,13 @@ class ECSExecutor(AsyncBaseExecutor):
         """The validated configuration held in this object's (JSON) attributes."""
         return build_config({key: getattr(self, key) for key in CONFIG_KEYS}, {})
 
+    def __repr__(self) -> str:
+        # What a task would get; never credentials, profile or endpoint (a repr ends up
+        # in logs and Covalent's UI).
+        shown = ("vcpu", "memory", "ecs_cluster_name", "region", "capacity_provider")
+        values = ", ".join(f"{key}={getattr(self, key, None)!r}" for key in shown)
+        return f"{type(self).__name__}({values})"
+
     # ---------------------------------------------------------------------- Covalent
     async def run(
         self, function: Any, args: list[Any], kwargs: dict[str, Any], task_metadata: dict[str, Any]

@@ -34,7 +34,7 @@ from typing import Any
 
 from covalent_ecs_runtime import contract
 
-from ..errors import ECSExecutorError
+from ..errors import ConfigError, ECSExecutorError
 from . import layers, oci
 from .refs import ImageRef
 from .registry import RegistryClient, RegistryError, credentials_for
@@ -49,6 +49,11 @@ Report = Callable[[str], None]
 
 # OCI distribution spec tag grammar; 115 leaves room for "-<12 hex digits>".
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,114}$")
+# Repository names: the OCI distribution spec's grammar, and ECR's stricter one (2-256
+# characters, one separator between alphanumerics; CreateRepository's pattern).
+_OCI_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_OCI_REPOSITORY_RE = re.compile(rf"^{_OCI_COMPONENT}(?:/{_OCI_COMPONENT})*$")
+_ECR_REPOSITORY_RE = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
 def default_base_image() -> str:
@@ -64,6 +69,30 @@ def cache_dir() -> str:
     path = os.environ.get(ENV_CACHE_DIR) or os.path.expanduser("~/.cache/covalent-ecs/publish")
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` if the registry would accept it (and its digest-suffixed twin). Pure."""
+    if not _TAG_RE.match(tag):
+        raise ConfigError(
+            f"--tag {tag!r} is not a valid tag: use letters, digits, '_', '.', '-' (not "
+            "first), at most 115 characters (the digest-suffixed tag adds 13); leave "
+            "--tag out for this version's runner tag"
+        )
+    return tag
+
+
+def check_repository(repository: str, *, ecr: bool) -> str:
+    """``repository`` if ECR (or any OCI registry) would accept the name. Pure."""
+    if ecr and 2 <= len(repository) <= 256 and _ECR_REPOSITORY_RE.match(repository):
+        return repository
+    if not ecr and _OCI_REPOSITORY_RE.match(repository):
+        return repository
+    raise ConfigError(
+        f"--repository {repository!r} is not a valid repository name: use lowercase "
+        "letters and digits, with '.', '_' or '-' between them and '/' between path "
+        f"parts{' (2-256 characters in ECR)' if ecr else ''}, e.g. covalent-ecs-runner"
+    )
 
 
 def parse_platforms(values: list[str]) -> list[str]:
@@ -423,12 +452,7 @@ def publish(
 ) -> PublishResult:
     """Build the runner image for ``platforms`` on ``base_image`` and push it to ``target``."""
     started = time.monotonic()
-    tag = tag or contract.runner_image_tag()
-    if not _TAG_RE.match(tag):
-        raise ECSExecutorError(
-            f"--tag {tag!r} is not a valid tag: use letters, digits, '_', '.', '-' (not "
-            "first), at most 115 characters (the digest-suffixed tag adds 13)"
-        )
+    tag = check_tag(contract.runner_image_tag() if tag is None else tag)
     platforms = platforms or list(DEFAULT_PLATFORMS)
     base = ImageRef.parse(base_image or default_base_image())
     cache = cache_dir()

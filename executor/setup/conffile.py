@@ -44,10 +44,7 @@ def write_covalent_conf(path: str, config: dict[str, Any], *, keep_other_keys: b
     """
     import toml  # covalent's own config library (a dependency of covalent)
 
-    document: dict[str, Any] = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            document = toml.load(f)
+    document = _existing_document(path)
     executors = document.setdefault("executors", {})
     section = dict(executors.get("ecs") or {}) if keep_other_keys else {}
     section.update(config)
@@ -57,6 +54,35 @@ def write_covalent_conf(path: str, config: dict[str, Any], *, keep_other_keys: b
     with open(tmp, "w") as f:
         toml.dump(document, f)
     os.replace(tmp, path)
+
+
+def check_conf_writable(path: str) -> None:
+    """Raise ConfigError (or OSError naming the path) unless ``write_covalent_conf`` can
+    write ``path``: its TOML, if it exists, parses, and its folder is writable."""
+    _existing_document(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {path}: {existing} is not a writable folder")
+    if os.path.isdir(path):
+        raise ConfigError(f"cannot write {path}: it is a folder; give a covalent.conf file")
+
+
+def _existing_document(path: str) -> dict[str, Any]:
+    import toml
+
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        try:
+            return dict(toml.load(f))
+        except toml.TomlDecodeError as err:
+            raise ConfigError(
+                f"{path} is not valid TOML: line {err.lineno}, column {err.colno}: {err.msg}; "
+                "fix it or choose another file"
+            ) from err
 
 
 def read_executor_section(path: str | None) -> dict[str, Any] | None:

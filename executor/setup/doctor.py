@@ -47,10 +47,6 @@ from .doctor_rules import (
     unreachable_fix,
 )
 
-# Doctor fails fast: an unreachable endpoint should not cost the config's full retry
-# budget nor botocore's 60 s connect timeout.
-DOCTOR_MAX_ATTEMPTS = 2
-DOCTOR_CONNECT_TIMEOUT_S = 3.0
 IAM_FIX = "see README 'IAM roles and policies' for what doctor reads"
 
 
@@ -116,11 +112,10 @@ def check_launch_settings(*, validated_config: ExecutorConfig) -> Outcome:
 
 
 def check_credentials(*, config: ExecutorConfig) -> Outcome:
-    limited = config.model_copy(
-        update={"max_attempts": min(config.max_attempts, DOCTOR_MAX_ATTEMPTS)}
-    )
     try:
-        clients = aws.clients_for(limited, connect_timeout_s=DOCTOR_CONNECT_TIMEOUT_S)
+        # Doctor fails fast: an unreachable endpoint should cost neither the config's
+        # full retry budget nor botocore's 60 s connect timeout.
+        clients = aws.interactive_clients(config)
     except ConfigError as err:
         return failed(
             str(err),

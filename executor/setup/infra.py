@@ -177,6 +177,7 @@ def deploy(
 ) -> dict[str, Any]:
     """Create or update the stack; return the ``[executors.ecs]`` values of its outputs."""
     cloudformation = clients.cloudformation
+    echo(f"looking up stack {stack_name} at {cloudformation.meta.endpoint_url} ({clients.region})")
     existing = describe_stack(cloudformation, stack_name)
     request = {
         "StackName": stack_name,
@@ -203,9 +204,9 @@ def deploy(
             raise AWSSetupError(
                 f"stack {stack_name} is {status}: wait for it to finish, then run this again"
             )
-        if status == "ROLLBACK_COMPLETE":
+        if status in _NOT_UPDATABLE:
             raise AWSSetupError(
-                f"stack {stack_name} is ROLLBACK_COMPLETE (its creation failed) and cannot be "
+                f"stack {stack_name} is {status} ({_NOT_UPDATABLE[status]}) and cannot be "
                 f"updated: run `covalent-ecs infra destroy --stack-name {stack_name}` first"
             )
         echo(f"updating stack {stack_name} ({status}) in {clients.region}")
@@ -219,7 +220,9 @@ def deploy(
             return config_from_outputs(existing.get("Outputs", []))
         stack_id = existing["StackId"]
         done = {"UPDATE_COMPLETE"}
-    stack = _wait(cloudformation, stack_id, seen, done, echo, poll_interval_s, timeout_s)
+    stack = _wait(
+        cloudformation, stack_name, stack_id, seen, done, echo, poll_interval_s, timeout_s
+    )
     return config_from_outputs(stack.get("Outputs", []))
 
 
@@ -238,6 +241,7 @@ def destroy(
 ) -> bool:
     """Empty the staging bucket and delete the stack; False when there was no stack."""
     cloudformation = clients.cloudformation
+    echo(f"looking up stack {stack_name} at {cloudformation.meta.endpoint_url} ({clients.region})")
     stack = describe_stack(cloudformation, stack_name)
     if stack is None:
         echo(f"no stack named {stack_name} in {clients.region}: nothing to delete")
@@ -256,7 +260,10 @@ def destroy(
     echo(f"deleting stack {stack_name} in {clients.region}")
     aws.call(cloudformation.delete_stack, f"delete stack {stack_name}", StackName=stack["StackId"])
     # Follow it by id: after deletion a name no longer resolves, an id does.
-    _wait(cloudformation, stack["StackId"], seen, {"DELETE_COMPLETE"}, echo, poll_interval_s, timeout_s)
+    _wait(
+        cloudformation, stack_name, stack["StackId"], seen, {"DELETE_COMPLETE"}, echo,
+        poll_interval_s, timeout_s,
+    )
     return True
 
 
@@ -331,7 +338,8 @@ def describe_event(event: Mapping[str, Any]) -> str:
 
 def _wait(
     cloudformation: Any,
-    stack: str,
+    stack_name: str,
+    stack_id: str,
     seen: set[str],
     done: set[str],
     echo: Echo,
@@ -339,34 +347,71 @@ def _wait(
     timeout_s: float,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
+    new_events: list[Mapping[str, Any]] = []
     while True:
         events = aws.call(
-            cloudformation.describe_stack_events, f"follow stack {stack}", StackName=stack
+            cloudformation.describe_stack_events, f"follow stack {stack_name}", StackName=stack_id
         )["StackEvents"]
         for event in reversed(events):  # newest first from the API
             if event["EventId"] not in seen:
                 seen.add(event["EventId"])
+                new_events.append(event)
                 echo(describe_event(event))
         described = aws.call(
-            cloudformation.describe_stacks, f"describe stack {stack}", StackName=stack
+            cloudformation.describe_stacks, f"describe stack {stack_name}", StackName=stack_id
         )["Stacks"][0]
         status = described["StackStatus"]
         if status in done:
             return dict(described)
         if not status.endswith("_IN_PROGRESS"):
-            reasons = [
-                describe_event(e)
-                for e in events
-                if str(e.get("ResourceStatus", "")).endswith("_FAILED")
-            ]
-            raise AWSSetupError(
-                f"stack {stack} ended {status}"
-                + (": " + "; ".join(reversed(reasons)) if reasons else "")
-                + ". The events above say which resource failed and why."
-            )
+            raise AWSSetupError(failure_message(stack_name, status, new_events))
         if time.monotonic() > deadline:
             raise AWSSetupError(
-                f"stack {stack} is still {status} after {timeout_s:g} s; follow it in the "
+                f"stack {stack_name} is still {status} after {timeout_s:g} s; follow it in the "
                 "CloudFormation console, then run this again"
             )
         time.sleep(poll_interval_s)
+
+
+def failure_message(stack_name: str, status: str, events: Iterable[Mapping[str, Any]]) -> str:
+    """Why a stack operation ended in ``status``, from its events (oldest first). Pure."""
+    failed = [e for e in events if str(e.get("ResourceStatus", "")).endswith("_FAILED")]
+    # The resources' own events say why; the stack's event only lists which failed.
+    causes = [e for e in failed if e.get("ResourceType") != _STACK_TYPE] or failed
+    reasons = "; ".join(
+        f"{e.get('LogicalResourceId', '')} ({e.get('ResourceType', '')}): "
+        f"{e.get('ResourceStatusReason') or e.get('ResourceStatus', '')}"
+        for e in causes
+    )
+    outcome = _OUTCOMES.get(status, f"it is {status}").format(stack=stack_name)
+    hint = (
+        " A name is taken: choose another with -p (e.g. -p RepositoryName=..., -p BucketName=...)."
+        if "already exist" in reasons.lower()
+        else ""
+    )
+    why = reasons or "no resource event says why"
+    return f"stack {stack_name} ended {status}: {why}. {outcome}.{hint}"
+
+
+_STACK_TYPE = "AWS::CloudFormation::Stack"
+# Statuses a create/update/delete can end in, and what the user can do next.
+_DESTROY_HINT = "`covalent-ecs infra destroy --stack-name {stack}` deletes it"
+_OUTCOMES = {
+    "DELETE_COMPLETE": "It was not created; CloudFormation deleted what it had made, so "
+    "nothing is left to clean up",
+    "ROLLBACK_COMPLETE": "It was not created and was rolled back; " + _DESTROY_HINT,
+    "ROLLBACK_FAILED": "It was not created and its rollback failed; " + _DESTROY_HINT,
+    "CREATE_FAILED": "It was not created; " + _DESTROY_HINT,
+    "UPDATE_ROLLBACK_COMPLETE": "It was not updated; the previous version is back in place",
+    "UPDATE_ROLLBACK_FAILED": "It was not updated and its rollback failed; continue the "
+    "rollback in the CloudFormation console",
+    "DELETE_FAILED": "It was not deleted; fix the cause, then run "
+    "`covalent-ecs infra destroy --stack-name {stack}` again",
+}
+# Stacks CloudFormation cannot update (a failed creation), and why.
+_NOT_UPDATABLE = {
+    "ROLLBACK_COMPLETE": "its creation failed",
+    "ROLLBACK_FAILED": "its creation failed",
+    "CREATE_FAILED": "its creation failed",
+    "DELETE_FAILED": "its deletion failed",
+}

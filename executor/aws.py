@@ -215,6 +215,11 @@ def pages(client: Any, operation: str, action: str, /, **kwargs: Any) -> Iterato
         raise translate(err, action) from _botocore_cause(err)
 
 
+def is_boto_error(err: BaseException) -> bool:
+    """Raised by boto3 / botocore (for boundaries that catch everything)."""
+    return isinstance(err, _BOTO_ERRORS)
+
+
 def translate(err: Exception, action: str) -> ECSExecutorError:
     """Our error for a botocore (or boto3 transfer) error, naming ``action``."""
     cause = _botocore_cause(err)

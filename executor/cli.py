@@ -62,15 +62,10 @@ def _user_error(err: Exception) -> str | None:
         return str(err)
     if isinstance(err, OSError):
         return _describe_os_error(err)
-    if type(err).__module__.startswith("botocore."):
-        from botocore.exceptions import ClientError
+    from . import aws
 
-        from . import aws
-
-        action = "complete the command"
-        if isinstance(err, ClientError):
-            return str(aws.translate_client_error(err, action))
-        return str(aws.translate_botocore_error(err, action))
+    if aws.is_boto_error(err):  # a call that did not go through aws.call
+        return str(aws.translate(err, "complete the command"))
     return None
 
 

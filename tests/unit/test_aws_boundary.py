@@ -62,7 +62,7 @@ def test_a_translated_error_still_answers_which_code_it_was():
 
 def test_an_unreachable_endpoint_is_told_apart_from_an_answer():
     unreachable = EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
-    with pytest.raises(AWSSetupError, match="cannot reach the AWS endpoint") as caught:
+    with pytest.raises(AWSSetupError, match="http://127.0.0.1:9 is unreachable") as caught:
         aws.call(raising(unreachable), "look up the caller")
     assert aws.is_unreachable(caught.value)
     assert not aws.has_code(caught.value, "NoSuchKey")

@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest N run through the original plugin (default 100; see README)")
     parser.add_argument("--no-original", action="store_true", help="only this project's executor")
     parser.add_argument("--no-cold", action="store_true",
-                        help="skip the run without the sandbox's fork server")
+                        help="skip the run without the benchmark's fork server")
     parser.add_argument("--payload-gib", type=float, default=1.0, help="size of the big-payload runs")
     parser.add_argument("--sleep", type=float, default=0.5, help="seconds each task sleeps")
     parser.add_argument("--no-aws-limits", action="store_true",

@@ -53,7 +53,6 @@ from .starters import ContainerSpec, HostStarter, ProcessStarter, TaskProcess
 # ECS's words, so a client's failure classification sees what it would see on AWS.
 STOP_CODE_EXITED = "EssentialContainerExited"
 STOP_CODE_FAILED_TO_START = "TaskFailedToStart"
-STOP_CODE_USER = "UserInitiated"
 STOP_CODE_SPOT = "SpotInterruption"
 REASON_SPOT = "Your Spot Task was interrupted."
 REASON_EXITED = "Essential container in task exited"

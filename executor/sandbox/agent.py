@@ -19,7 +19,7 @@ first of ``AgentSettings.starters`` that accepts the task starts it, else a plai
 subprocess on this host (``HostStarter``).
 
 Like ECS, the agent reports: image pull failures (CannotPullContainerError, no exit
-code, TaskFailedToStart); StopTask (SIGTERM to the process group, SIGKILL after
+code, TaskFailedToStart); StopTask (SIGTERM to the container, SIGKILL after
 ``stop_timeout_s``; UserInitiated); memory over the task's limit (SIGKILL, exit 137,
 OutOfMemoryError), checked from /proc every ``memory_check_interval_s``.
 
@@ -338,14 +338,13 @@ class FargateAgent:
         if error:
             self._fail_to_start(run, error)
             return
+        read_fd = -1
         try:
             if sink is not None:
                 read_fd, write_fd = os.pipe()
             else:
-                read_fd = -1
-                write_fd = os.open(
-                    os.path.join(work_dir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
-                )
+                output_log = os.path.join(work_dir, "output.log")
+                write_fd = os.open(output_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
                 spec = ContainerSpec(
                     task_arn=run.task_arn,
@@ -360,9 +359,11 @@ class FargateAgent:
                 process = starter.start(spec)
             finally:
                 os.close(write_fd)  # the container holds its own copy (starters.py)
-        except OSError as exc:
+        except BaseException as exc:
             if read_fd >= 0:
                 os.close(read_fd)
+            if not isinstance(exc, OSError):
+                raise  # a starter's bug: the loop fails this task as a SandboxAgentError
             self._fail_to_start(run, f"CannotStartContainerError: {exc}")
             return
         run.process = process

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_tasks import log_messages, run_one_container, stopped_record
 from waiting import wait_for
 
 from covalent_ecs_executor import ECSExecutor
@@ -64,12 +65,6 @@ def forking_sandbox() -> Iterator[SandboxClient]:
         env=env,
     ) as sandbox:
         yield sandbox
-
-
-def log_messages(sandbox: Any, record: dict[str, Any]) -> list[str]:
-    group, stream = record["logStream"].split(":", 1)
-    logs = sandbox.client("logs", internal=True)
-    return [e["message"] for e in logs.get_log_events(logGroupName=group, logStreamName=stream)["events"]]
 
 
 def test_a_forked_runner_task_is_its_own_process_with_the_task_environment(
@@ -162,45 +157,8 @@ def test_a_default_command_starter_stands_in_for_the_images_default_command() ->
         deprovision_delay_s=0,
         starters=[DefaultCommandStarter(STAND_IN_IMAGE, command)],
     ) as sandbox:
-        config = sandbox.executor_config
-        ecs = sandbox.client("ecs")
-        definition = ecs.register_task_definition(
-            family="default-cmd",
-            requiresCompatibilities=["FARGATE"],
-            networkMode="awsvpc",
-            cpu="256",
-            memory="512",
-            containerDefinitions=[
-                {
-                    "name": "main",
-                    "image": STAND_IN_IMAGE,
-                    "logConfiguration": {
-                        "logDriver": "awslogs",
-                        "options": {
-                            "awslogs-group": config["ecs_task_log_group_name"],
-                            "awslogs-stream-prefix": "default-cmd",
-                        },
-                    },
-                }
-            ],
-        )["taskDefinition"]["taskDefinitionArn"]
-        arn = ecs.run_task(
-            cluster=config["ecs_cluster_name"],
-            taskDefinition=definition,
-            launchType="FARGATE",
-            networkConfiguration={
-                "awsvpcConfiguration": {
-                    "subnets": [config["ecs_task_subnet_id"]],
-                    "securityGroups": [config["ecs_task_security_group_id"]],
-                }
-            },
-        )["tasks"][0]["taskArn"]
-        record = wait_for(
-            lambda: next(
-                (r for r in sandbox.tasks() if r["taskArn"] == arn and r["lastStatus"] == "STOPPED"),
-                None,
-            )
-        )
+        arn = run_one_container(sandbox, image=STAND_IN_IMAGE, log_prefix="default-cmd")
+        record = stopped_record(sandbox, arn)
         assert record["exitCode"] == 0
         assert record["argv"] == command
         assert any("stand-in ran in" in m for m in log_messages(sandbox, record))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from sandbox_tasks import run_one_container
 from waiting import wait_for
 
 from covalent_ecs_executor import cli
@@ -36,33 +37,12 @@ def test_in_process_sandbox_is_exclusive_and_kills_its_tasks_on_stop() -> None:
     with Sandbox(provision_delay_s=0, deprovision_delay_s=0) as sandbox:
         with pytest.raises(SandboxError, match="already running"):
             Sandbox().start()
-        config = sandbox.executor_config
-        ecs = sandbox.client("ecs")
-        definition = ecs.register_task_definition(
-            family="in-process",
-            requiresCompatibilities=["FARGATE"],
-            networkMode="awsvpc",
-            cpu="256",
-            memory="512",
-            containerDefinitions=[
-                {
-                    "name": "main",
-                    "image": "python:3.11-slim",
-                    "entryPoint": ["python", "-c"],
-                    "command": ["import time; time.sleep(60)"],
-                }
-            ],
-        )["taskDefinition"]["taskDefinitionArn"]
-        ecs.run_task(
-            cluster=config["ecs_cluster_name"],
-            taskDefinition=definition,
-            launchType="FARGATE",
-            networkConfiguration={
-                "awsvpcConfiguration": {
-                    "subnets": [config["ecs_task_subnet_id"]],
-                    "securityGroups": [config["ecs_task_security_group_id"]],
-                }
-            },
+        run_one_container(
+            sandbox,
+            image="python:3.11-slim",
+            entry_point=["python", "-c"],
+            command=["import time; time.sleep(60)"],
+            ecs=sandbox.client("ecs"),  # counted
         )
         pid = wait_for(lambda: sandbox.tasks()[0]["pid"], what="the task's process")
         assert sandbox.calls() == {"ecs.RegisterTaskDefinition": 1, "ecs.RunTask": 1}

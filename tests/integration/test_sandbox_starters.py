@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sandbox_tasks import log_messages, run_one_container, stopped_record
 from waiting import wait_for
 
 from covalent_ecs_executor import ECSExecutor
@@ -137,61 +138,6 @@ def plugged() -> Iterator[tuple[Sandbox, RecordingStarter, ThreadStarter]]:
     assert recording.closed  # the sandbox closes its starters when it stops
 
 
-def run_raw_task(sandbox: Sandbox, image: str, command: list[str]) -> str:
-    """RunTask for a one-container definition of ``image``; returns the task ARN."""
-    config = sandbox.executor_config
-    ecs = sandbox.client("ecs", internal=True)
-    definition = ecs.register_task_definition(
-        family="starter-seam",
-        requiresCompatibilities=["FARGATE"],
-        networkMode="awsvpc",
-        cpu="256",
-        memory="512",
-        containerDefinitions=[
-            {
-                "name": "main",
-                "image": image,
-                "command": command,
-                "logConfiguration": {
-                    "logDriver": "awslogs",
-                    "options": {
-                        "awslogs-group": config["ecs_task_log_group_name"],
-                        "awslogs-stream-prefix": "seam",
-                    },
-                },
-            }
-        ],
-    )["taskDefinition"]["taskDefinitionArn"]
-    return ecs.run_task(
-        cluster=config["ecs_cluster_name"],
-        taskDefinition=definition,
-        launchType="FARGATE",
-        networkConfiguration={
-            "awsvpcConfiguration": {
-                "subnets": [config["ecs_task_subnet_id"]],
-                "securityGroups": [config["ecs_task_security_group_id"]],
-            }
-        },
-    )["tasks"][0]["taskArn"]
-
-
-def stopped_record(sandbox: Sandbox, arn: str) -> dict[str, Any]:
-    return wait_for(
-        lambda: next(
-            (r for r in sandbox.tasks() if r["taskArn"] == arn and r["lastStatus"] == "STOPPED"),
-            None,
-        ),
-        what=f"{arn} to stop",
-    )
-
-
-def log_messages(sandbox: Sandbox, record: dict[str, Any]) -> list[str]:
-    group, stream = record["logStream"].split(":", 1)
-    logs = sandbox.client("logs", internal=True)
-    events = logs.get_log_events(logGroupName=group, logStreamName=stream)["events"]
-    return [e["message"] for e in events]
-
-
 def test_a_plugged_starter_starts_the_tasks_it_accepts_and_the_host_the_rest(
     plugged: tuple[Sandbox, RecordingStarter, ThreadStarter],
 ) -> None:
@@ -234,8 +180,8 @@ def test_a_container_without_a_host_process_exits_logs_and_stops_like_one(
     plugged: tuple[Sandbox, RecordingStarter, ThreadStarter],
 ) -> None:
     sandbox, _, threads = plugged
-    exits = run_raw_task(sandbox, STAND_IN_IMAGE, ["7"])
-    waits = run_raw_task(sandbox, STAND_IN_IMAGE, ["wait"])
+    exits = run_one_container(sandbox, image=STAND_IN_IMAGE, command=["7"], log_prefix="seam")
+    waits = run_one_container(sandbox, image=STAND_IN_IMAGE, command=["wait"], log_prefix="seam")
 
     record = stopped_record(sandbox, exits)
     assert record["pid"] is None and record["argv"] == ["7"]
@@ -258,7 +204,9 @@ def test_a_starter_that_cannot_start_a_container_fails_the_task_to_start(
     plugged: tuple[Sandbox, RecordingStarter, ThreadStarter],
 ) -> None:
     sandbox, _, _ = plugged
-    record = stopped_record(sandbox, run_raw_task(sandbox, UNSTARTABLE_IMAGE, ["true"]))
+    record = stopped_record(
+        sandbox, run_one_container(sandbox, image=UNSTARTABLE_IMAGE, command=["true"])
+    )
     assert record["stopCode"] == "TaskFailedToStart"
     assert record["stoppedReason"] == "CannotStartContainerError: no runtime for this image here"
     assert record["exitCode"] is None and record["pid"] is None

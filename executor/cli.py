@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
     from .aws import Clients
@@ -98,7 +98,16 @@ app = typer.Typer(
 )
 
 
-@app.command()
+class _Command(TyperCommand):
+    """A command run on its own (``python -m covalent_ecs_executor.sandbox``): no
+    ``<bool>`` on flags there either (in the group, ``_Commands`` sees to it)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        _hide_flag_types(params)
+        return params
+
+
 def sandbox(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
     write_conf: Annotated[
@@ -110,7 +119,9 @@ def sandbox(
     ] = None,
     state_dir: Annotated[
         Path | None,
-        typer.Option(help="Keep the sandbox's files here (default: a temporary directory)."),
+        typer.Option(
+            help="Keep the sandbox's files here (default: a temporary directory, removed on exit)."
+        ),
     ] = None,
     provision_delay: Annotated[
         float, typer.Option(help="Seconds a task spends PROVISIONING + PENDING.", min=0)
@@ -126,27 +137,51 @@ def sandbox(
             help="Throttle ECS calls like AWS (per-account token buckets, e.g. RunTask 100 burst, 40/s).",
         ),
     ] = False,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(help="Write JSON (endpoint_url, executor_config, pid) here once ready.", dir_okay=False),
+    ] = None,
+    starter: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="MODULE:ATTR",
+            help="A process starter for chosen tasks (its class or factory, importable here);"
+            " repeatable, asked in order before the default.",
+        ),
+    ] = None,
 ) -> None:
     """Run a local AWS API and Fargate agent (no AWS account needed) until Ctrl-C."""
     try:
         from .sandbox.foreground import serve
+        from .sandbox.starters import load_starter
     except ModuleNotFoundError as exc:  # moto is an optional dependency
         typer.echo(
             f"the sandbox needs {exc.name!r}: pip install 'covalent-ecs-executor[sandbox]'",
             err=True,
         )
         raise typer.Exit(1) from exc
-
+    try:
+        starters = [load_starter(path) for path in starter or []]
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--starter") from err
     raise typer.Exit(
         serve(
             port=port,
             state_dir=str(state_dir) if state_dir else None,
+            ready_file=str(ready_file) if ready_file else None,
             write_conf=str(write_conf) if write_conf else None,
             provision_delay_s=provision_delay,
             deprovision_delay_s=deprovision_delay,
             aws_limits=aws_limits,
+            starters=starters,
         )
     )
+
+
+app.command()(sandbox)
+# ``python -m covalent_ecs_executor.sandbox``: the same command, alone.
+sandbox_app = typer.Typer(add_completion=False)
+sandbox_app.command(cls=_Command)(sandbox)
 
 
 # ------------------------------------------------------------------ infra and doctor

@@ -25,7 +25,6 @@ import random
 import secrets
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,7 +33,7 @@ from covalent.executor.base import AsyncBaseExecutor
 
 from covalent_ecs_runtime import contract
 
-from . import aws, failures, launch, livetasks, poller, staging, taskdefs, tasklogs, threads
+from . import aws, events, failures, launch, livetasks, poller, staging, taskdefs, tasklogs, threads
 from .config import CONFIG_KEYS, COVALENT_BASE_KEYS, ExecutorConfig, build_config, plugin_defaults
 from .errors import (
     ConfigError,
@@ -64,23 +63,6 @@ _STUCK_HINTS = {
     "PENDING": "The image pull or the task's network set-up had not finished (a large "
     "image, or no route from the subnet to ECR). ",
 }
-
-# Listeners told of every finished task's timings (benchmarks/): a module registry, as
-# executor attributes must stay JSON. Each gets {"dispatch_id", "node_id", "task_arn",
-# "timings", "exit_seen"}: the runner's envelope timings (contract.py) and when the
-# poller saw the container's exit (epoch seconds).
-TimingsListener = Callable[[dict[str, Any]], None]
-_timings_listeners: list[TimingsListener] = []
-
-
-def add_timings_listener(listener: TimingsListener) -> None:
-    _timings_listeners.append(listener)
-
-
-def remove_timings_listener(listener: TimingsListener) -> None:
-    if listener in _timings_listeners:
-        _timings_listeners.remove(listener)
-
 
 # Relaunch backoff: full jitter over an exponential step (2 s, 4 s, ...), capped.
 RELAUNCH_BACKOFF_S = 2.0
@@ -300,7 +282,10 @@ class ECSExecutor(AsyncBaseExecutor):
             task.exited = True
             exit_seen = time.time()
         envelope = await self._collect(run, watcher, described, image_uri)
-        self._tell_listeners(run, task.task_arn, envelope, exit_seen)
+        events.emit(
+            events.TASK_FINISHED, dispatch_id=run.dispatch_id, node_id=run.node_id,
+            task_arn=task.task_arn, timings=dict(envelope.get("timings") or {}), exit_seen=exit_seen,
+        )  # fmt: skip
         return self._unpack(envelope)
 
     async def _relaunch_or_raise(self, err: ECSExecutorError, run: _Run, history: list[str]) -> _Run:
@@ -513,21 +498,6 @@ class ECSExecutor(AsyncBaseExecutor):
             memory_mib=memory_mib,
             result_uri=run.result_uri,
         )
-
-    @staticmethod
-    def _tell_listeners(
-        run: _Run, task_arn: str, envelope: dict[str, Any], exit_seen: float
-    ) -> None:
-        for listener in list(_timings_listeners):
-            listener(
-                {
-                    "dispatch_id": run.dispatch_id,
-                    "node_id": run.node_id,
-                    "task_arn": task_arn,
-                    "timings": dict(envelope.get("timings") or {}),
-                    "exit_seen": exit_seen,
-                }
-            )
 
     def _unpack(self, envelope: dict[str, Any]) -> Any:
         """Copy the task's output to the node's streams; return the value or raise."""

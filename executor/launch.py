@@ -173,7 +173,6 @@ class LaunchPacer:
         self._lock = threading.Lock()
         self._tokens = float(burst)
         self._updated = clock()
-        self.waited_s = 0.0  # total time callers were held back (benchmarks read it)
 
     def reserve(self, count: int = 1) -> float:
         """Take ``count`` launches; return how many seconds to wait before using them."""
@@ -183,7 +182,6 @@ class LaunchPacer:
             self._updated = now
             self._tokens -= count  # may go negative: later callers queue behind
             delay = max(0.0, -self._tokens / self.rate_per_s)
-            self.waited_s += delay
             return delay
 
     async def acquire(self, count: int = 1) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from covalent_ecs_runtime import contract
 
 from .. import aws
-from ..config import ExecutorConfig
+from ..config import ExecutorConfig, as_list
 from ..errors import ConfigError, ECSExecutorError
 from ..image.refs import default_runner_image, parse_ecr_image
 from ..staging import STAGING_ROOT
@@ -34,6 +34,7 @@ from .doctor_rules import (
     Outcome,
     Status,
     ecr_route,
+    every_subnet,
     execution_role_needs,
     failed,
     judge_cluster,
@@ -41,7 +42,8 @@ from .doctor_rules import (
     judge_log_group,
     judge_role,
     judge_runner_image,
-    judge_security_group,
+    judge_security_groups,
+    judge_subnets,
     not_checked,
     passed,
     unreachable_fix,
@@ -232,41 +234,47 @@ def check_task_role(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
 
 
 def check_subnet(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
-    subnet_id = config.ecs_task_subnet_id
+    """Every configured subnet exists, and all are in one VPC (ECS requires it)."""
+    wanted = as_list(config.ecs_task_subnet_id)
     try:
-        subnets = aws.call(
-            clients.ec2.describe_subnets, "describe the subnet", SubnetIds=[subnet_id]
+        found = aws.call(
+            clients.ec2.describe_subnets, "describe the subnets", SubnetIds=wanted
         )["Subnets"]
     except ECSExecutorError as err:
         if not aws.has_code(err, "InvalidSubnetID.NotFound"):
             raise
-        subnets = []
-    if not subnets:
-        return failed(
-            f"subnet {subnet_id} does not exist in {clients.region}",
-            "set ecs_task_subnet_id to a subnet of this region "
-            "(`covalent-ecs infra deploy` creates one)",
+        # One call for all; on "not found" find which, one by one.
+        found = [s for one in wanted for s in _described_subnet(clients, one)]
+    return judge_subnets(found, wanted, clients.region)
+
+
+def _described_subnet(clients: aws.Clients, subnet_id: str) -> list[dict[str, Any]]:
+    try:
+        return list(
+            aws.call(clients.ec2.describe_subnets, "describe the subnet", SubnetIds=[subnet_id])[
+                "Subnets"
+            ]
         )
-    subnet = subnets[0]
-    return passed(
-        f"{subnet_id} in {subnet['VpcId']} ({subnet.get('AvailabilityZone')})",
-        vpc_id=subnet["VpcId"],
-    )
+    except ECSExecutorError as err:
+        if not aws.has_code(err, "InvalidSubnetID.NotFound"):
+            raise
+        return []
 
 
 def check_security_group(*, config: ExecutorConfig, clients: aws.Clients, vpc_id: str) -> Outcome:
-    group_id = config.ecs_task_security_group_id
-    try:
-        groups = aws.call(
-            clients.ec2.describe_security_groups,
-            "describe the security group",
-            GroupIds=[group_id],
-        )["SecurityGroups"]
-    except ECSExecutorError as err:
-        if not aws.has_code(err, "InvalidGroup.NotFound", "InvalidGroupId.NotFound"):
-            raise
-        groups = []
-    return judge_security_group(groups[0] if groups else None, group_id, vpc_id, clients.region)
+    wanted = as_list(config.ecs_task_security_group_id)
+    groups = []
+    for group_id in wanted:
+        try:
+            groups += aws.call(
+                clients.ec2.describe_security_groups,
+                "describe the security group",
+                GroupIds=[group_id],
+            )["SecurityGroups"]
+        except ECSExecutorError as err:
+            if not aws.has_code(err, "InvalidGroup.NotFound", "InvalidGroupId.NotFound"):
+                raise
+    return judge_security_groups(groups, wanted, vpc_id, clients.region)
 
 
 def check_route_to_ecr(*, config: ExecutorConfig, clients: aws.Clients, vpc_id: str) -> Outcome:
@@ -274,13 +282,17 @@ def check_route_to_ecr(*, config: ExecutorConfig, clients: aws.Clients, vpc_id: 
     ec2 = clients.ec2
     tables = aws.call(ec2.describe_route_tables, "describe route tables", Filters=in_vpc)
     endpoints = aws.call(ec2.describe_vpc_endpoints, "describe VPC endpoints", Filters=in_vpc)
-    return ecr_route(
-        tables["RouteTables"],
-        endpoints["VpcEndpoints"],
-        subnet_id=config.ecs_task_subnet_id,
-        region=clients.region,
-        assign_public_ip=config.assign_public_ip,
-    )
+    outcomes = [
+        ecr_route(
+            tables["RouteTables"],
+            endpoints["VpcEndpoints"],
+            subnet_id=subnet_id,
+            region=clients.region,
+            assign_public_ip=config.assign_public_ip,
+        )
+        for subnet_id in as_list(config.ecs_task_subnet_id)
+    ]
+    return every_subnet(outcomes)
 
 
 def check_log_group(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:

@@ -71,6 +71,35 @@ def test_doctor_passes_on_the_sandbox_block(sandbox, tmp_path, capacity_provider
     assert code == 0, lines
 
 
+def test_doctor_checks_every_subnet_of_a_list(sandbox, tmp_path):
+    config = sandbox.executor_config
+    ec2 = sandbox.client("ec2")
+    vpc_id = ec2.describe_subnets(SubnetIds=[config["ecs_task_subnet_id"]])["Subnets"][0]["VpcId"]
+    second = ec2.create_subnet(
+        VpcId=vpc_id, CidrBlock="10.42.77.0/24", AvailabilityZone="us-east-1c"
+    )["Subnet"]["SubnetId"]
+    public = ec2.describe_route_tables(
+        Filters=[{"Name": "association.subnet-id", "Values": [config["ecs_task_subnet_id"]]}]
+    )["RouteTables"][0]["RouteTableId"]
+    association = ec2.associate_route_table(RouteTableId=public, SubnetId=second)
+    try:
+        subnets = [config["ecs_task_subnet_id"], second]
+        code, report, lines = doctor(
+            write_conf(tmp_path / "two.conf", {**config, "ecs_task_subnet_id": subnets})
+        )
+        assert code == 0, lines
+        assert "2 zones: us-east-1a, us-east-1c" in lines
+        absent = "subnet-0123456789abcdef0"
+        code, report, lines = doctor(
+            write_conf(tmp_path / "absent.conf", {**config, "ecs_task_subnet_id": [*subnets, absent]})
+        )
+        assert code == 1 and statuses(report)["subnet"] == "fail"
+        assert f"{absent} does not exist" in lines
+    finally:
+        ec2.disassociate_route_table(AssociationId=association["AssociationId"])
+        ec2.delete_subnet(SubnetId=second)
+
+
 # Each case: what to break (sandbox, stack config) -> conf overrides, the check that must
 # fail, and words its fix must contain. Pointing the conf at another bucket or repository
 # also fails a role check: the stack's roles are scoped to its own bucket and repository.
@@ -303,7 +332,7 @@ def test_an_unreachable_endpoint_is_named_as_such_and_credentials_are_not_blamed
     assert [c["name"] for c in report["checks"]] == ALL_CHECKS
     failed = [c for c in report["checks"] if c["status"] == "fail"]
     assert failed == [by_name["credentials"]], lines
-    assert "cannot reach the AWS endpoint" in failed[0]["detail"]
+    assert "is unreachable" in failed[0]["detail"]
     assert f"http://127.0.0.1:{port}" in failed[0]["detail"]
     assert f"check that http://127.0.0.1:{port} is reachable" in failed[0]["fix"]
     assert "AWS_ACCESS_KEY_ID" not in failed[0]["fix"]

@@ -27,6 +27,9 @@ from .errors import ECSExecutorError
 BASE_CPU_UNITS = 256
 BASE_MEMORY_MIB = 512
 LOG_STREAM_PREFIX = "covalent"
+# Hex digits of the content hash in a family name. The infra template's client policy
+# matches families as `<prefix>-` + this many `?`: change both together.
+FAMILY_HASH_CHARS = 12
 _LAYOUT_VERSION = 1  # bump when build_task_definition's shape changes
 
 
@@ -73,7 +76,7 @@ def build_task_definition(
 
 def task_definition_family(prefix: str, body: dict[str, Any]) -> str:
     canonical = json.dumps({"layout": _LAYOUT_VERSION, **body}, sort_keys=True)
-    return f"{prefix}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
+    return f"{prefix}-{hashlib.sha256(canonical.encode()).hexdigest()[:FAMILY_HASH_CHARS]}"
 
 
 def log_stream_name(task_arn: str) -> str:

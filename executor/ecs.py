@@ -165,6 +165,7 @@ class ECSExecutor(AsyncBaseExecutor):
         memory: float | None = None,
         ephemeral_storage: int | None = None,
         environment: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
         time_limit: float | None = None,
         start_timeout: float | None = None,
         cache_dir: str | None = None,

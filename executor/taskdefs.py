@@ -2,7 +2,7 @@
 
 The original plugin registered a definition per task (and the family limit is a
 million revisions). Here the definition holds only what RunTask cannot override (image,
-roles, log configuration, platform); cpu/memory/command/env come per task through
+roles, log configuration, platform, secrets); cpu/memory/command/env come per task through
 ``overrides``. Its family name ends in a hash of its content, so "is it registered?"
 is one DescribeTaskDefinition per process, and a changed setting gets a new family
 instead of silently reusing a stale definition.
@@ -41,7 +41,30 @@ def build_task_definition(
     task_role_arn: str,
     region: str,
 ) -> dict[str, Any]:
-    """The RegisterTaskDefinition request, family name included. Pure."""
+    """The RegisterTaskDefinition request, family name included. Pure.
+
+    ``secrets`` go here, not in RunTask's overrides (which cannot carry them, and which
+    anyone allowed DescribeTasks can read): ECS resolves them with the execution role.
+    """
+    container: dict[str, Any] = {
+        "name": contract.CONTAINER_NAME,
+        "image": image_uri,
+        "essential": True,
+        "entryPoint": contract.ENTRY_POINT,
+        "command": ["--version"],
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": config.ecs_task_log_group_name,
+                "awslogs-region": region,
+                "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+            },
+        },
+    }
+    if config.secrets:
+        container["secrets"] = [
+            {"name": name, "valueFrom": arn} for name, arn in sorted(config.secrets.items())
+        ]
     body: dict[str, Any] = {
         "requiresCompatibilities": ["FARGATE"],
         "networkMode": "awsvpc",
@@ -53,23 +76,7 @@ def build_task_definition(
             "cpuArchitecture": config.cpu_architecture,
             "operatingSystemFamily": "LINUX",
         },
-        "containerDefinitions": [
-            {
-                "name": contract.CONTAINER_NAME,
-                "image": image_uri,
-                "essential": True,
-                "entryPoint": contract.ENTRY_POINT,
-                "command": ["--version"],
-                "logConfiguration": {
-                    "logDriver": "awslogs",
-                    "options": {
-                        "awslogs-group": config.ecs_task_log_group_name,
-                        "awslogs-region": region,
-                        "awslogs-stream-prefix": LOG_STREAM_PREFIX,
-                    },
-                },
-            }
-        ],
+        "containerDefinitions": [container],
     }
     return {"family": task_definition_family(config.ecs_task_family_name, body), **body}
 

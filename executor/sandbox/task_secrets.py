@@ -5,12 +5,8 @@ container's environment; the client never sees it, and it is in no RunTask reque
 The sandbox's agent does the same from moto's Secrets Manager and SSM Parameter Store
 backends (in-process reads, so nothing is counted as a call). IAM is not enforced.
 
-``valueFrom`` forms (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/secrets-envvar.html):
-
-* ``arn:aws:secretsmanager:<region>:<account>:secret:<name>[:<json-key>:<stage>:<version-id>]``
-* ``arn:aws:ssm:<region>:<account>:parameter/<name>`` (a SecureString is decrypted)
-
-A secret that cannot be read stops the task before it runs, with ECS's words.
+``valueFrom`` forms: see secretrefs.py (a SecureString parameter is decrypted). A
+secret that cannot be read stops the task before it runs, with ECS's words.
 """
 
 from __future__ import annotations
@@ -19,6 +15,8 @@ import json
 from typing import Any
 
 from moto.backends import get_backend
+
+from ..secretrefs import parameter_names, secret_resource, secret_suffix
 
 _PREFIX = "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed"
 
@@ -43,14 +41,12 @@ def _value(value_from: str) -> str:
     service, region, account = parts[2], parts[3], parts[4]
     if service == "ssm":
         return _parameter(get_backend("ssm")[account][region], value_from)
-    return _secret(get_backend("secretsmanager")[account][region], parts)
+    return _secret(get_backend("secretsmanager")[account][region], value_from)
 
 
 def _parameter(backend: Any, arn: str) -> str:
-    name = arn.split(":parameter/", 1)[-1]
-    # "a/b" in an ARN is the parameter "/a/b"; a top-level "a" may be named either way.
-    for candidate in (f"/{name}", name):
-        parameter = backend.get_parameter(candidate)
+    for name in parameter_names(arn):
+        parameter = backend.get_parameter(name)
         if parameter is not None:
             return str(parameter.decrypt(parameter.value))
     raise SecretUnavailable(
@@ -59,9 +55,9 @@ def _parameter(backend: Any, arn: str) -> str:
     )
 
 
-def _secret(backend: Any, parts: list[str]) -> str:
-    arn = ":".join(parts[:7])
-    json_key, stage, version_id = (parts[7:10] + ["", "", ""])[:3]
+def _secret(backend: Any, value_from: str) -> str:
+    arn = secret_resource(value_from)[0]
+    json_key, stage, version_id = secret_suffix(value_from)
     try:
         answer = backend.get_secret_value(arn, version_id or None, stage or None)
     except Exception as err:  # noqa: BLE001 - moto's not-found and deleted-secret errors

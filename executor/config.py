@@ -69,6 +69,8 @@ _PARAMETER_ARN_RE = re.compile(
 _SECRET_LOOKING_NAME_RE = re.compile(r"TOKEN|SECRET|PASSWORD|KEY", re.IGNORECASE)
 # Keys whose values are never echoed in an error message (they may hold credentials).
 _VALUES_NOT_SHOWN = ("environment",)
+# "user:password@" at the start of a reference or after "//" in a URL.
+_USERINFO_RE = re.compile(r"(^|//)[^/@\s:]*:[^/@\s]*@")
 
 logger = logging.getLogger(__name__)
 
@@ -594,8 +596,11 @@ def _describe(err: ValidationError, given: Mapping[str, Any]) -> list[str]:
 
 
 def _shown(location: tuple[Any, ...], value: Any) -> str:
-    """The input as an error message shows it: never an ``environment`` value."""
+    """The input as an error message shows it: never an ``environment`` value, and never
+    the ``user:password@`` of a URL or image reference."""
     if location[0] not in _VALUES_NOT_SHOWN:
+        if isinstance(value, str):
+            return repr(_USERINFO_RE.sub(r"\1***@", value))
         return repr(value)
     if isinstance(value, dict):
         return repr({name: "***" for name in value})

@@ -237,6 +237,19 @@ def test_secret_and_parameter_arns_are_accepted(arn):
     assert build_config({"secrets": {"TOKEN": arn}}, {}).secrets == {"TOKEN": arn}
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"container_image_uri": "robot:hunter2@registry.example.com/runner:1"},
+        {"container_image_uri": "registry.example.com/Runner:1", "endpoint_url": "http://robot:hunter2@bad host"},
+    ],
+)
+def test_credentials_in_a_url_or_image_reference_are_never_echoed(given):
+    with pytest.raises(ConfigError) as caught:
+        ECSExecutor(**given)
+    assert "hunter2" not in str(caught.value) and "***@" in str(caught.value)
+
+
 def test_an_environment_value_is_never_echoed_in_an_error():
     with pytest.raises(ConfigError) as caught:
         ECSExecutor(environment={"bad name": "s3cr3t-value", "API_TOKEN": "other-s3cr3t"})

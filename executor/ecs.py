@@ -191,6 +191,7 @@ class ECSExecutor(AsyncBaseExecutor):
         poll_freq: float | None = None,
         retry_mode: str | None = None,
         max_attempts: int | None = None,
+        price_table: str | None = None,
         **kwargs: Any,
     ) -> None:
         given = {

@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
         help="throttle the API like AWS does (per-account token buckets; NOTES.md)",
     )
     parser.add_argument(
+        "--pull-bandwidth",
+        type=float,
+        metavar="MB_PER_S",
+        help="emulate image pulls: a task stays PENDING for its image's size over this bandwidth",
+    )
+    parser.add_argument(
         "--fork-server",
         action="store_true",
         help="start runner tasks by forking a pre-warmed process (fast; for benchmarks)",
@@ -40,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         help="argv (JSON list) for IMAGE's containers that have no entryPoint/command",
     )
     args = parser.parse_args(argv)
+    if args.pull_bandwidth is not None and args.pull_bandwidth <= 0:
+        parser.error(f"--pull-bandwidth {args.pull_bandwidth}: give MB/s > 0")
     image_commands = {}
     for item in args.image_command:
         image, sep, command = item.partition("=")
@@ -61,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         aws_limits=args.aws_limits,
         fork_server=args.fork_server,
         image_commands=image_commands,
+        pull_bandwidth_mb_s=args.pull_bandwidth,
     )
 
 

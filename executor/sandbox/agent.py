@@ -51,7 +51,7 @@ from typing import Any
 from .faults import Fault, FaultBook, task_label
 from .forkserver import ForkServer, forkable
 from .image_roots import image_root
-from .images import image_pull_error
+from .images import image_pull_error, image_size_bytes
 from .log_pump import AwsLogsSink, OutputPump, awslogs_stream_name
 from .moto_patches import utc_now
 from .procs import exit_code_from_returncode, group_rss_bytes, signal_group
@@ -110,6 +110,9 @@ class AgentSettings:
     # image -> argv run when a container has no entryPoint/command: stands in for an
     # image's default CMD (e.g. another plugin's runner image, for benchmarks).
     image_commands: dict[str, list[str]] = field(default_factory=dict)
+    # Emulate image pulls: PENDING lasts the image's compressed size over this many MB/s
+    # (images.image_size_bytes; an image of unknown size pulls at once). None: off.
+    pull_bandwidth_mb_s: float | None = None
 
 
 @dataclass
@@ -301,10 +304,11 @@ class FargateAgent:
             if run.stop_requested:
                 self._stop_before_start(run, now)
             elif now >= run.due:
-                run.task.pull_started_at = utc_now()
+                # ECS: the network interface is attached, then the image pull starts.
+                run.task.connectivity_at = run.task.pull_started_at = utc_now()
                 self._set_status(run, "PENDING")
                 run.phase = "PENDING"
-                run.due = now + self.settings.provision_delay_s / 2
+                run.due = now + self.settings.provision_delay_s / 2 + self._pull_time_s(run)
         elif run.phase == "PENDING":
             if run.stop_requested:
                 self._stop_before_start(run, now)
@@ -316,6 +320,11 @@ class FargateAgent:
             self._finish_container(run, now)
         elif run.phase == "DEPROVISIONING":
             self._deprovision(run, now)
+
+    def _pull_time_s(self, run: TaskRun) -> float:
+        bandwidth = self.settings.pull_bandwidth_mb_s
+        size = image_size_bytes(run.definition.get("image", "")) if bandwidth else None
+        return size / (bandwidth * 1e6) if size and bandwidth else 0.0
 
     # -- starting -------------------------------------------------------------------
     def _launch(self, run: TaskRun, now: float) -> None:

@@ -63,6 +63,7 @@ def serve(
     aws_limits: bool = False,
     fork_server: bool = False,
     image_commands: dict[str, list[str]] | None = None,
+    pull_bandwidth_mb_s: float | None = None,
     echo: Echo = _echo,
 ) -> int:
     stop = threading.Event()
@@ -86,6 +87,7 @@ def serve(
         aws_limits=aws_limits,
         fork_server=fork_server,
         image_commands=image_commands,
+        pull_bandwidth_mb_s=pull_bandwidth_mb_s,
         on_task_event=lambda event, run: echo(describe_task_event(event, run)),
     )
     try:

@@ -111,8 +111,10 @@ class SandboxProcess:
         aws_limits: bool = False,
         fork_server: bool = False,
         image_commands: dict[str, list[str]] | None = None,
+        pull_bandwidth_mb_s: float | None = None,
     ) -> None:
         self._port = port
+        self._pull_bandwidth_mb_s = pull_bandwidth_mb_s
         self._aws_limits = aws_limits
         self._given_state_dir = state_dir
         self._delays = (provision_delay_s, deprovision_delay_s)
@@ -148,6 +150,8 @@ class SandboxProcess:
             argv.append("--aws-limits")
         if self._fork_server:
             argv += ["--fork-server"]
+        if self._pull_bandwidth_mb_s:
+            argv += ["--pull-bandwidth", str(self._pull_bandwidth_mb_s)]
         for image, command in self._image_commands.items():
             argv += ["--image-command", f"{image}={json.dumps(command)}"]
         env = dict(os.environ if self._env is None else self._env)

@@ -50,6 +50,7 @@ class Sandbox:
         on_task_event: TaskEventListener | None = None,
         aws_limits: bool = False,
         image_roots: dict[str, str] | None = None,
+        pull_bandwidth_mb_s: float | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -63,6 +64,8 @@ class Sandbox:
             "image_roots": dict(image_roots or {}),
             "fork_server": fork_server,
             "image_commands": dict(image_commands or {}),
+            # Emulated image pulls (agent.AgentSettings): off unless given.
+            "pull_bandwidth_mb_s": pull_bandwidth_mb_s,
         }
         self._on_task_event = on_task_event
         self._counter = CallCounter()

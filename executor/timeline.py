@@ -211,21 +211,7 @@ def build_timeline(
         size = TaskSize(size.vcpu, size.memory_gb, seen.capacity_provider, size.architecture)
     task_size = size_of(described, size)
     storage_gb = float((described.get("ephemeralStorage") or {}).get("sizeInGiB") or DEFAULT_STORAGE_GB)
-    # Billing runs to the task's stop; before ECS reports it, to the last sign of life.
-    billed_until = marks["stopped"] or marks["execution_stopped"] or marks["exit_seen"]
-    billed_s = pricing.billed_seconds(
-        marks["pull_started"], billed_until, minimum_s=prices.minimum_billed_s
-    )
-    cost = pricing.estimate(
-        prices,
-        region=region,
-        capacity_provider=task_size.capacity_provider,
-        architecture=task_size.architecture,
-        vcpu=task_size.vcpu,
-        memory_gb=task_size.memory_gb,
-        storage_gb=storage_gb,
-        billed_s=billed_s,
-    )
+    cost = _cost(marks, task_size, storage_gb, region=region, prices=prices)
     return {
         "attempt": seen.number,
         "task_arn": seen.task_arn,
@@ -243,6 +229,54 @@ def build_timeline(
         "phases_s": phases_of(marks),
         "runner_start": runner_start_of(marks),
         "client": {"download_s": seen.download_s},
+        "stop_estimated": marks["stopped"] is None,
+        "cost": cost.as_dict(),
+    }
+
+
+def _cost(
+    marks: dict[str, float | None],
+    size: TaskSize,
+    storage_gb: float,
+    *,
+    region: str,
+    prices: pricing.PriceTable,
+) -> pricing.CostEstimate:
+    # Billing runs to the task's stop; before ECS reports it, to the last sign of life.
+    billed_until = marks["stopped"] or marks["execution_stopped"] or marks["exit_seen"]
+    billed_s = pricing.billed_seconds(
+        marks["pull_started"], billed_until, minimum_s=prices.minimum_billed_s
+    )
+    return pricing.estimate(
+        prices,
+        region=region,
+        capacity_provider=size.capacity_provider,
+        architecture=size.architecture,
+        vcpu=size.vcpu,
+        memory_gb=size.memory_gb,
+        storage_gb=storage_gb,
+        billed_s=billed_s,
+    )
+
+
+def with_stop(
+    attempt: dict[str, Any], described: dict[str, Any], *, region: str, prices: pricing.PriceTable
+) -> dict[str, Any]:
+    """A built timeline completed with the stop marks ECS reported later (the run ended
+    before the task was STOPPED): deprovisioning and the billed time become known."""
+    marks = dict(attempt["marks"])
+    for name in ("execution_stopped", "stopping", "stopped"):
+        value = epoch_s(described.get(_ECS_MARKS[name]))
+        if value is not None:
+            marks[name] = value
+    size = TaskSize(
+        attempt["vcpu"], attempt["memory_gb"], attempt["capacity_provider"], attempt["architecture"]
+    )
+    cost = _cost(marks, size, attempt["storage_gb"], region=region, prices=prices)
+    return {
+        **attempt,
+        "marks": marks,
+        "phases_s": phases_of(marks),
         "stop_estimated": marks["stopped"] is None,
         "cost": cost.as_dict(),
     }

@@ -80,10 +80,13 @@ def put_record(s3: Any, bucket: str, key: str, record: dict[str, Any]) -> None:
     )
 
 
-def list_record_keys(s3: Any, bucket: str, dispatch_id: str) -> list[str]:
-    """Every record key of a dispatch (paginated ListObjectsV2). Raises ECSExecutorError."""
+def list_record_keys(
+    s3: Any, bucket: str, dispatch_id: str, node_id: int | str | None = None
+) -> list[str]:
+    """The record keys of a dispatch, or of one of its nodes (paginated ListObjectsV2).
+    Raises ECSExecutorError."""
     keys: list[str] = []
-    prefix = records_prefix(dispatch_id)
+    prefix = records_prefix(dispatch_id) + ("" if node_id is None else f"{node_id}-")
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(".json")]
@@ -108,9 +111,12 @@ def read_record(s3: Any, bucket: str, key: str) -> dict[str, Any]:
     return record
 
 
-def read_dispatch(s3: Any, bucket: str, dispatch_id: str) -> list[dict[str, Any]]:
-    """Every record of a dispatch, in node order."""
-    records = [read_record(s3, bucket, key) for key in list_record_keys(s3, bucket, dispatch_id)]
+def read_dispatch(
+    s3: Any, bucket: str, dispatch_id: str, node_id: int | str | None = None
+) -> list[dict[str, Any]]:
+    """Every record of a dispatch (or of one node), in node order."""
+    keys = list_record_keys(s3, bucket, dispatch_id, node_id)
+    records = [read_record(s3, bucket, key) for key in keys]
     return sorted(records, key=lambda r: (_node_order(r.get("node_id")), r.get("written_at", 0)))
 
 

@@ -175,12 +175,18 @@ def format_table(dispatch_id: str, records: list[dict[str, Any]]) -> str:
     return "\n".join(text + notes)
 
 
-def chart_html(dispatch_id: str, records: list[dict[str, Any]]) -> str:
-    """A self-contained HTML page: one horizontal bar per task, coloured by phase."""
+def require_plotly() -> Any:
+    """plotly's graph_objects, or ReportError saying how to install it."""
     try:
         import plotly.graph_objects as go
     except ImportError as err:
         raise ReportError(f"the timeline chart needs plotly: {REPORT_EXTRA_HINT}") from err
+    return go
+
+
+def chart_html(dispatch_id: str, records: list[dict[str, Any]]) -> str:
+    """A self-contained HTML page: one horizontal bar per task, coloured by phase."""
+    go = require_plotly()
     rows = rows_of(records)
     if not rows:
         raise ReportError(f"dispatch {dispatch_id} has no task records to chart")

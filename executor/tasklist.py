@@ -185,3 +185,37 @@ def ps_rows(
             }
         )
     return rows
+
+
+def node_attempts(
+    records: list[dict[str, Any]], described: list[dict[str, Any]], *, log_group: str
+) -> list[dict[str, Any]]:
+    """A node's tasks, oldest first, from its durable records (finished runs) and from
+    ECS (running, or stopped recently): task ARN, creation time, log group. Pure."""
+    found: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for attempt in record.get("attempts", []):
+            if attempt.get("task_arn"):
+                found[attempt["task_arn"]] = {
+                    "task_arn": attempt["task_arn"],
+                    "created_s": (attempt.get("marks") or {}).get("created"),
+                    "log_group": record.get("log_group") or log_group,
+                    "cluster": record.get("cluster", ""),
+                }
+    for task in described:
+        found.setdefault(
+            task["taskArn"],
+            {
+                "task_arn": task["taskArn"],
+                "created_s": timeline.epoch_s(task.get("createdAt")),
+                "log_group": log_group,
+                "cluster": task.get("clusterArn", ""),
+            },
+        )
+    return sorted(found.values(), key=lambda a: a["created_s"] or 0.0)
+
+
+def is_stopped(ecs: Any, cluster: str, task_arn: str) -> bool:
+    """True once ECS reports the task STOPPED (or no longer knows it)."""
+    tasks = describe(ecs, cluster_of(task_arn, cluster), [task_arn])
+    return not tasks or tasks[0].get("lastStatus") == "STOPPED"

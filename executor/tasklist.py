@@ -157,18 +157,13 @@ def ps_rows(
         fallback = timeline.TaskSize(0.25, 0.5, "FARGATE", architecture)
         size = timeline.size_of(task, fallback)
         created = timeline.epoch_s(task.get("createdAt"))
-        pull_started = timeline.epoch_s(task.get("pullStartedAt"))
-        billed_s = pricing.billed_seconds(pull_started, now_s, minimum_s=prices.minimum_billed_s)
-        storage_gb = float((task.get("ephemeralStorage") or {}).get("sizeInGiB") or timeline.DEFAULT_STORAGE_GB)
-        cost = pricing.estimate(
-            prices,
+        cost = timeline.cost_between(
+            timeline.epoch_s(task.get("pullStartedAt")),
+            now_s,
+            size,
+            timeline.storage_gb_of(task),
             region=region,
-            capacity_provider=size.capacity_provider,
-            architecture=size.architecture,
-            vcpu=size.vcpu,
-            memory_gb=size.memory_gb,
-            storage_gb=storage_gb,
-            billed_s=billed_s,
+            prices=prices,
         )
         rows.append(
             {

@@ -210,7 +210,7 @@ def build_timeline(
     if seen.capacity_provider:
         size = TaskSize(size.vcpu, size.memory_gb, seen.capacity_provider, size.architecture)
     task_size = size_of(described, size)
-    storage_gb = float((described.get("ephemeralStorage") or {}).get("sizeInGiB") or DEFAULT_STORAGE_GB)
+    storage_gb = storage_gb_of(described)
     cost = _cost(marks, task_size, storage_gb, region=region, prices=prices)
     return {
         "attempt": seen.number,
@@ -234,6 +234,11 @@ def build_timeline(
     }
 
 
+def storage_gb_of(described: dict[str, Any]) -> float:
+    """The task's ephemeral storage (GiB): its override, else Fargate's default 20."""
+    return float((described.get("ephemeralStorage") or {}).get("sizeInGiB") or DEFAULT_STORAGE_GB)
+
+
 def _cost(
     marks: dict[str, float | None],
     size: TaskSize,
@@ -244,9 +249,20 @@ def _cost(
 ) -> pricing.CostEstimate:
     # Billing runs to the task's stop; before ECS reports it, to the last sign of life.
     billed_until = marks["stopped"] or marks["execution_stopped"] or marks["exit_seen"]
-    billed_s = pricing.billed_seconds(
-        marks["pull_started"], billed_until, minimum_s=prices.minimum_billed_s
-    )
+    return cost_between(marks["pull_started"], billed_until, size, storage_gb, region=region, prices=prices)
+
+
+def cost_between(
+    pull_started_s: float | None,
+    until_s: float | None,
+    size: TaskSize,
+    storage_gb: float,
+    *,
+    region: str,
+    prices: pricing.PriceTable,
+) -> pricing.CostEstimate:
+    """What a task of ``size`` costs from its pull's start until ``until_s`` (e.g. now)."""
+    billed_s = pricing.billed_seconds(pull_started_s, until_s, minimum_s=prices.minimum_billed_s)
     return pricing.estimate(
         prices,
         region=region,

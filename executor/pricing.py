@@ -188,6 +188,8 @@ def format_usd(usd: float | None) -> str:
     """``≈ $0.0004`` (more decimals for tinier sums); ``≈ $?`` when the price is unknown."""
     if usd is None:
         return "≈ $?"
+    if usd == 0:
+        return "$0"  # nothing billed: the image pull never started
     if usd >= 1:
         return f"≈ ${usd:,.2f}"
     return f"≈ ${usd:.4f}" if usd >= 0.0001 else f"≈ ${usd:.6f}"

@@ -71,6 +71,7 @@ def test_a_combination_without_a_price_gives_no_number():
     assert estimate.usd is None
     assert "no FARGATE_SPOT ARM64 price" in estimate.note
     assert pricing.format_usd(None) == "≈ $?"
+    assert pricing.format_usd(0) == "$0" and pricing.format_usd(0.0004) == "≈ $0.0004"
 
 
 def test_price_table_key_takes_the_users_file(tmp_path):

@@ -579,7 +579,7 @@ def ps(
 @app.command()
 def stop(
     task_arns: Annotated[
-        list[str] | None, typer.Argument(metavar="[TASK_ARN]...", help="Tasks to stop.")
+        list[str] | None, typer.Argument(metavar="TASK_ARN", help="Tasks to stop.", show_default=False)
     ] = None,
     dispatch: Annotated[
         str | None, typer.Option(metavar="ID", help="Stop every live task of this dispatch.")

@@ -454,7 +454,6 @@ class ECSExecutor(AsyncBaseExecutor):
         try:
             while True:
                 latest = watcher.latest(task_arn) or {}
-                run.seen.saw(latest)
                 started = poller.container_started(latest)
                 if started and deadline is None and limit_s is not None:
                     deadline = loop.time() + limit_s
@@ -493,6 +492,7 @@ class ECSExecutor(AsyncBaseExecutor):
                         f"{livetasks.CANCEL_REASON} ({run.label})",
                     )
         finally:
+            run.seen.saw(watcher.latest(task_arn))  # however the watch ends (timeline.py)
             if not watch.done():
                 watch.cancel()  # the poller stops watching this task
 

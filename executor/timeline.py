@@ -27,6 +27,7 @@ list of them); ``summary_line`` is the line printed at the end of the node's std
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -71,6 +72,7 @@ class AttemptSeen:
     runner_timings: dict[str, float] = field(default_factory=dict)
     exit_seen: float | None = None  # client clock: the poller saw the container exit
     result_downloaded: float | None = None  # client clock
+    ended: float | None = None  # client clock: the attempt ended (success, failure, stop)
     download_s: float | None = None
     status: str = STATUS_FAILED
     error: str = ""  # the error's type name (never its message: it may hold user data)
@@ -94,6 +96,7 @@ class RunSeen:
         seen = self.current
         if seen is None:
             return
+        seen.ended = time.time()
         if error is None:
             seen.status = STATUS_COMPLETED
         elif type(error).__name__ in ("TaskCancelledError", "CancelledError"):
@@ -153,6 +156,7 @@ def marks_of(seen: AttemptSeen) -> dict[str, float | None]:
     marks.update({name: epoch_s(seen.runner_timings.get(key)) for name, key in _RUNNER_MARKS.items()})
     marks["exit_seen"] = seen.exit_seen
     marks["result_downloaded"] = seen.result_downloaded
+    marks["ended"] = seen.ended
     return marks
 
 
@@ -247,8 +251,11 @@ def _cost(
     region: str,
     prices: pricing.PriceTable,
 ) -> pricing.CostEstimate:
-    # Billing runs to the task's stop; before ECS reports it, to the last sign of life.
-    billed_until = marks["stopped"] or marks["execution_stopped"] or marks["exit_seen"]
+    # Billing runs to the task's stop; before ECS reports it, to the last sign of life
+    # (the container's exit, else the end of the attempt, when the guard stopped it).
+    billed_until = (
+        marks["stopped"] or marks["execution_stopped"] or marks["exit_seen"] or marks.get("ended")
+    )
     return cost_between(marks["pull_started"], billed_until, size, storage_gb, region=region, prices=prices)
 
 

@@ -100,3 +100,13 @@ def test_a_record_totals_its_attempts_and_keeps_no_output():
     assert record["status"] == "completed"
     assert records.record_key("d", 3, "tok") == "covalent-ecs/d/records/3-tok.json"
     assert "stdout" not in str(record) and "value" not in record
+
+
+def test_a_task_given_up_while_pulling_is_billed_until_the_attempt_ended():
+    # start_timeout: the guard stopped it while PENDING; ECS's stop is not known yet.
+    seen = timeline.AttemptSeen(number=1, task_arn=ARN, error="StartTimeoutError")
+    seen.described = {"createdAt": at(0), "pullStartedAt": at(1), "lastStatus": "PENDING"}
+    seen.ended = T0 + 91.5
+    built = timeline.build_timeline(seen, size=SIZE, region="us-east-1", prices=PRICES)
+    assert built["phases_s"]["queued"] == pytest.approx(1)
+    assert built["stop_estimated"] and built["cost"]["billed_s"] == 91

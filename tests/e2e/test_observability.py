@@ -46,11 +46,9 @@ def quick(x):
 
 
 @ct.electron(executor="ecs")
-def fails_after_the_others(x):
-    import time
-
-    time.sleep(2)  # the other electrons (independent) finish first
-    raise ValueError(f"bad input {x}")
+def fails_after_the_others(doubled, tripled):
+    # Takes the others' results: it runs (and fails the dispatch) only once they are done.
+    raise ValueError(f"bad input {doubled + tripled}")
 
 
 @pytest.fixture
@@ -72,7 +70,8 @@ def test_summary_lines_report_json_and_chart_of_a_mixed_dispatch(covalent_server
 
     @ct.lattice
     def mixed(x):
-        return [quick(x), quick_on_spot(x), fails_after_the_others(x)]
+        doubled, tripled = quick(x), quick_on_spot(x)
+        return fails_after_the_others(doubled, tripled)
 
     dispatch_id = ct.dispatch(mixed)(5)
     result = ct.get_result(dispatch_id, wait=True)

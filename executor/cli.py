@@ -7,25 +7,108 @@ fast and a command's dependencies load only when it runs).
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
     from .aws import Clients
     from .config import ExecutorConfig
+
+
+class _Commands(TyperGroup):
+    """The CLI's one error boundary: an error a user can act on (bad input, a path that
+    cannot be read or written, AWS saying no) is one line on stderr and exit code 1,
+    never a traceback. Anything else is a bug and keeps its traceback. It also keeps
+    help from showing a value type (``<bool>``) on flags, which take no value."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as err:  # typer's own Exit/Abort/usage errors are not ours: re-raised
+            message = _user_error(err)
+            if message is None:
+                raise
+            raise _fail(message) from None
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _hide_flag_types([*command.params, command.get_help_option(ctx)])
+        return command
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        _hide_flag_types(params)
+        return params
+
+
+def _hide_flag_types(params: list[Any]) -> None:
+    # typer shows every option's type in help; an empty metavar shows none.
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+def _user_error(err: Exception) -> str | None:
+    """The one-line message for an error the user can act on; None for a bug."""
+    from .errors import ECSExecutorError
+
+    if isinstance(err, ECSExecutorError):
+        return str(err)
+    if isinstance(err, OSError):
+        return _describe_os_error(err)
+    from . import aws
+
+    if aws.is_boto_error(err):  # a call that did not go through aws.call
+        return str(aws.translate(err, "complete the command"))
+    return None
+
+
+def _describe_os_error(err: OSError) -> str:
+    """``<path>: <reason>``, saying which folder is missing when that is the reason."""
+    reason = err.strerror or str(err)
+    paths = [str(path) for path in (err.filename, err.filename2) if path is not None]
+    if not paths:
+        return reason
+    folder = os.path.dirname(os.path.abspath(paths[-1]))
+    if err.errno == errno.ENOENT and not os.path.isdir(folder):
+        reason += f" (there is no folder {folder})"
+    return f"{' -> '.join(paths)}: {reason}"
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        typer.echo(f"covalent-ecs {version('covalent-ecs-executor')}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     name="covalent-ecs",
     help="Tools for the Covalent ECS Fargate executor.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_Commands,
 )
 
 
-@app.command()
+class _Command(TyperCommand):
+    """A command run on its own (``python -m covalent_ecs_executor.sandbox``): no
+    ``<bool>`` on flags there either (in the group, ``_Commands`` sees to it)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        _hide_flag_types(params)
+        return params
+
+
 def sandbox(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
     write_conf: Annotated[
@@ -37,7 +120,9 @@ def sandbox(
     ] = None,
     state_dir: Annotated[
         Path | None,
-        typer.Option(help="Keep the sandbox's files here (default: a temporary directory)."),
+        typer.Option(
+            help="Keep the sandbox's files here (default: a temporary directory, removed on exit)."
+        ),
     ] = None,
     provision_delay: Annotated[
         float, typer.Option(help="Seconds a task spends PROVISIONING + PENDING.", min=0)
@@ -53,27 +138,61 @@ def sandbox(
             help="Throttle ECS calls like AWS (per-account token buckets, e.g. RunTask 100 burst, 40/s).",
         ),
     ] = False,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(help="Write JSON (endpoint_url, executor_config, pid) here once ready.", dir_okay=False),
+    ] = None,
+    pull_bandwidth: Annotated[
+        float | None,
+        typer.Option(
+            metavar="MB_PER_S",
+            min=0.001,
+            help="Emulate image pulls: a task stays PENDING for its image's size over this "
+            "bandwidth (off by default).",
+        ),
+    ] = None,
+    starter: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="MODULE:ATTR",
+            help="A process starter for chosen tasks (its class or factory, importable here);"
+            " repeatable, asked in order before the default.",
+        ),
+    ] = None,
 ) -> None:
     """Run a local AWS API and Fargate agent (no AWS account needed) until Ctrl-C."""
     try:
         from .sandbox.foreground import serve
+        from .sandbox.starters import load_starter
     except ModuleNotFoundError as exc:  # moto is an optional dependency
         typer.echo(
             f"the sandbox needs {exc.name!r}: pip install 'covalent-ecs-executor[sandbox]'",
             err=True,
         )
         raise typer.Exit(1) from exc
-
+    try:
+        starters = [load_starter(path) for path in starter or []]
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--starter") from err
     raise typer.Exit(
         serve(
             port=port,
             state_dir=str(state_dir) if state_dir else None,
+            ready_file=str(ready_file) if ready_file else None,
             write_conf=str(write_conf) if write_conf else None,
             provision_delay_s=provision_delay,
             deprovision_delay_s=deprovision_delay,
             aws_limits=aws_limits,
+            starters=starters,
+            pull_bandwidth_mb_s=pull_bandwidth,
         )
     )
+
+
+app.command()(sandbox)
+# ``python -m covalent_ecs_executor.sandbox``: the same command, alone.
+sandbox_app = typer.Typer(add_completion=False)
+sandbox_app.command(cls=_Command)(sandbox)
 
 
 # ------------------------------------------------------------------ infra and doctor
@@ -82,6 +201,7 @@ infra_app = typer.Typer(
     help="The CloudFormation stack with everything the executor needs in one account/region.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_Commands,
 )
 app.add_typer(infra_app)
 
@@ -103,8 +223,12 @@ _StackName = Annotated[
 
 def _fail(message: str) -> typer.Exit:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    # escape: messages quote things like [executors.ecs], which Rich reads as markup.
+    # soft_wrap: no line breaks added, so a message stays one line however long.
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(1)
 
 
@@ -123,14 +247,15 @@ def _progress() -> Callable[[str], None]:
 
 
 def _connection(region: str, profile: str, credentials: str | None, endpoint_url: str) -> Clients:
-    """AWS clients for the connection options (validated before any AWS call)."""
+    """AWS clients for the connection options (validated before any AWS call); an
+    unreachable endpoint fails within seconds (aws.interactive_clients)."""
     from . import aws
     from .config import build_config
 
     given: dict[str, object] = {"region": region, "profile": profile, "endpoint_url": endpoint_url}
     if credentials is not None:
         given["credentials"] = credentials
-    return aws.clients_for(build_config(given, {}))
+    return aws.interactive_clients(build_config(given, {}))
 
 
 @infra_app.command("template")
@@ -157,6 +282,7 @@ def infra_deploy(
         typer.Option(
             "--parameter",
             "-p",
+            metavar="NAME=VALUE",
             help="Template parameter Name=Value (repeatable), e.g. -p LogRetentionDays=30; "
             "see `covalent-ecs infra template`.",
         ),
@@ -177,24 +303,22 @@ def infra_deploy(
     timeout: _Timeout = 1800,
 ) -> None:
     """Create (or update) the stack, with a line per stack event; print the config block."""
-    from .errors import ECSExecutorError
-    from .setup.conffile import toml_block, write_covalent_conf
+    from .setup.conffile import check_conf_writable, toml_block, write_covalent_conf
     from .setup.infra import check_stack_name, deploy, parse_parameters
 
-    try:
-        check_stack_name(stack_name)
-        parameters = parse_parameters(parameter or [])
-        clients = _connection(region, profile, credentials, endpoint_url)
-        values = deploy(
-            clients,
-            stack_name,
-            parameters,
-            echo=_progress(),
-            poll_interval_s=poll_interval,
-            timeout_s=timeout,
-        )
-    except ECSExecutorError as err:
-        raise _fail(str(err)) from None
+    check_stack_name(stack_name)
+    parameters = parse_parameters(parameter or [])
+    if write_conf:
+        check_conf_writable(str(write_conf))  # before minutes of deploying, not after
+    clients = _connection(region, profile, credentials, endpoint_url)
+    values = deploy(
+        clients,
+        stack_name,
+        parameters,
+        echo=_progress(),
+        poll_interval_s=poll_interval,
+        timeout_s=timeout,
+    )
     settings = clients.settings
     block = {
         "credentials": settings.credentials,
@@ -226,26 +350,22 @@ def infra_destroy(
     timeout: _Timeout = 1800,
 ) -> None:
     """Delete the stack and everything in it (staged objects, runner images, task logs)."""
-    from .errors import ECSExecutorError
     from .setup.infra import check_stack_name, destroy
 
-    try:
-        check_stack_name(stack_name)
-        clients = _connection(region, profile, credentials, endpoint_url)
-        if not yes:
-            typer.confirm(
-                f"Delete stack {stack_name}, its bucket's objects, runner images and logs?",
-                abort=True,
-            )
-        destroy(
-            clients,
-            stack_name,
-            echo=_progress(),
-            poll_interval_s=poll_interval,
-            timeout_s=timeout,
+    check_stack_name(stack_name)
+    clients = _connection(region, profile, credentials, endpoint_url)
+    if not yes:
+        typer.confirm(
+            f"Delete stack {stack_name}, its bucket's objects, runner images and logs?",
+            abort=True,
         )
-    except ECSExecutorError as err:
-        raise _fail(str(err)) from None
+    destroy(
+        clients,
+        stack_name,
+        echo=_progress(),
+        poll_interval_s=poll_interval,
+        timeout_s=timeout,
+    )
 
 
 @app.command()
@@ -267,16 +387,8 @@ def doctor(
     ] = False,
 ) -> None:
     """Check the configuration against the AWS account; exit 1 if anything is wrong."""
-    import json
-    import os
+    from .setup.doctor_report import main
 
-    from rich.console import Console
-    from rich.markup import escape
-
-    from .setup.conffile import default_conf_path, read_executor_section
-    from .setup.doctor import fail, run_checks, summary
-
-    path = str(conf) if conf else default_conf_path()
     overrides = {
         key: value
         for key, value in (
@@ -287,33 +399,9 @@ def doctor(
         )
         if value is not None
     }
-    if conf is None and not os.path.exists(path):
-        section: dict[str, object] = {}
-        checks = run_checks(overrides, section, source=f"{path} not found: defaults")
-    else:
-        try:
-            section = read_executor_section(path)
-        except (OSError, ValueError) as err:
-            checks = [fail("config", f"cannot read {path}: {err}", "give --conf an existing covalent.conf")]
-        else:
-            checks = run_checks(overrides, section, source=path)
-    report = summary(checks)
-    if json_output:
-        typer.echo(json.dumps(report, indent=2))
-    else:
-        console = Console(highlight=False, soft_wrap=True)
-        marks = {"ok": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]–[/]"}
-        for check in checks:
-            console.print(f"{marks[check.status]} [bold]{escape(check.name)}[/]: {escape(check.detail)}")
-            if check.fix:
-                console.print(f"    [yellow]fix:[/] {escape(check.fix)}")
-        failed = sum(check.status == "fail" for check in checks)
-        console.print(
-            f"\n{len(checks)} checks: {failed} failed"
-            if failed
-            else f"\n{len(checks)} checks: all passed"
-        )
-    raise typer.Exit(0 if report["ok"] else 1)
+    raise typer.Exit(main(str(conf) if conf else None, overrides, as_json=json_output))
+
+
 @app.command("publish-image")
 def publish_image(
     registry: Annotated[
@@ -357,31 +445,31 @@ def publish_image(
     ] = None,
 ) -> None:
     """Build the runner image without Docker and push it; prints the pushed reference last."""
-    from .errors import ECSExecutorError
     from .image import publish
 
     def report(line: str) -> None:
         typer.echo(line, err=True)
 
-    try:
-        platforms = publish.parse_platforms(platform or [])
-        config = publish.configured_executor()
-        repo = repository or config.ecr_repo_name
-        if registry:
-            target = publish.registry_target(registry, repo)
-        else:
-            from . import aws
+    # Every flag is checked before the network (and before covalent.conf is read).
+    if tag is not None:
+        publish.check_tag(tag)
+    if repository is not None:
+        publish.check_repository(repository, ecr=not registry)
+    platforms = publish.parse_platforms(platform or [])
+    config = publish.configured_executor()
+    repo = repository or config.ecr_repo_name
+    if registry:
+        target = publish.registry_target(registry, repo)
+    else:
+        from . import aws
 
-            target = publish.ecr_target(aws.clients_for(config), repo, report)
-        try:
-            result = publish.publish(
-                target, tag=tag, base_image=base_image, platforms=platforms, report=report
-            )
-        finally:
-            target.client.close()
-    except ECSExecutorError as err:
-        typer.echo(f"error: [{type(err).__name__}] {err}", err=True)
-        raise typer.Exit(1) from err
+        target = publish.ecr_target(aws.clients_for(config), repo, report)
+    try:
+        result = publish.publish(
+            target, tag=tag, base_image=base_image, platforms=platforms, report=report
+        )
+    finally:
+        target.client.close()
     typer.echo(result.reference)
 
 
@@ -405,13 +493,6 @@ _JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON docume
 _DispatchId = Annotated[str, typer.Argument(help="The Covalent dispatch id.", show_default=False)]
 
 
-def _error(message: str) -> typer.Exit:
-    """_fail for text that is not Rich markup (messages name '[report]', '[executors.ecs]')."""
-    from rich.markup import escape
-
-    return _fail(escape(message))
-
-
 def _executor_config(
     conf: Path | None,
     region: str | None,
@@ -421,28 +502,25 @@ def _executor_config(
     *,
     dispatch_id: str | None = None,
 ) -> tuple[ExecutorConfig, Clients]:
-    """The executor's configuration and AWS clients, or exit naming what is wrong
-    (a bad key or value, an unreadable file, a malformed dispatch id), before any AWS call."""
-    import os
+    """The executor's configuration and AWS clients. Raises ConfigError (the error
+    boundary prints it) naming a bad key or value, an unreadable file or a malformed
+    dispatch id, before any AWS call."""
     import re
 
     from . import aws
     from .config import build_config
-    from .errors import ECSExecutorError
+    from .errors import ConfigError
     from .setup.conffile import default_conf_path, read_executor_section
 
     if dispatch_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", dispatch_id):
-        raise _error(
+        raise ConfigError(
             f"dispatch id {dispatch_id!r} is not a Covalent dispatch id (letters, digits, "
             "'-', '_', '.', ':'; e.g. 5f0c6e3e-...)"
         )
     path = str(conf) if conf else default_conf_path()
-    section: dict[str, object] = {}
-    if conf is not None or os.path.exists(path):
-        try:
-            section = read_executor_section(path)
-        except (OSError, ValueError) as err:
-            raise _error(f"cannot read {path}: {err}; give --conf an existing covalent.conf") from None
+    if conf is not None and not os.path.exists(path):
+        raise ConfigError(f"--conf {path}: no such file; give an existing covalent.conf")
+    section = read_executor_section(path) or {}
     given = {
         key: value
         for key, value in (
@@ -455,9 +533,10 @@ def _executor_config(
     }
     try:
         config = build_config(given, section)
-        return config, aws.clients_for(config)
-    except ECSExecutorError as err:
-        raise _error(f"{err} (from {path if section else 'the defaults: ' + path + ' has no [executors.ecs]'})") from None
+    except ConfigError as err:
+        where = path if section else f"the defaults ({path} has no [executors.ecs])"
+        raise ConfigError(f"{err}\n  (configuration from {where})") from None
+    return config, aws.interactive_clients(config)
 
 
 @app.command()
@@ -487,33 +566,27 @@ def report(
     from .errors import ECSExecutorError
 
     if chart is not None:
-        try:
-            reports.require_plotly()  # before any AWS call
-        except ECSExecutorError as err:
-            raise _error(str(err)) from None
+        reports.require_plotly()  # before any AWS call
     config, clients = _executor_config(
         conf, region, profile, credentials, endpoint_url, dispatch_id=dispatch_id
     )
     bucket = config.s3_bucket_name
+    found = records.read_dispatch(clients.s3, bucket, dispatch_id)
+    if not found:
+        raise _fail(
+            f"no task records for dispatch {dispatch_id} in s3://{bucket}/"
+            f"{records.records_prefix(dispatch_id)} (each node's record is written when "
+            "its run ends; the bucket's lifecycle rule expires them). Check the dispatch "
+            "id and s3_bucket_name."
+        )
     try:
-        found = records.read_dispatch(clients.s3, bucket, dispatch_id)
-        if not found:
-            raise _error(
-                f"no task records for dispatch {dispatch_id} in s3://{bucket}/"
-                f"{records.records_prefix(dispatch_id)} (each node's record is written when "
-                "its run ends; the bucket's lifecycle rule expires them). Check the dispatch "
-                "id and s3_bucket_name."
-            )
-        try:
-            found = reports.complete_stops(
-                clients.ecs, found, prices=pricing.load_price_table(config.price_table)
-            )
-        except ECSExecutorError as err:  # the report stands without ECS's later stop times
-            typer.echo(f"note: stop times not completed from ECS: {err}", err=True)
-        if chart is not None:
-            chart.write_text(reports.chart_html(dispatch_id, found))
-    except (ECSExecutorError, OSError) as err:
-        raise _error(str(err)) from None
+        found = reports.complete_stops(
+            clients.ecs, found, prices=pricing.load_price_table(config.price_table)
+        )
+    except ECSExecutorError as err:  # the report stands without ECS's later stop times
+        typer.echo(f"note: stop times not completed from ECS: {err}", err=True)
+    if chart is not None:
+        chart.write_text(reports.chart_html(dispatch_id, found))
     if json_output:
         typer.echo(json.dumps(reports.document(dispatch_id, found), indent=2, default=str))
     else:
@@ -545,15 +618,11 @@ def ps(
     import time
 
     from . import pricing, tasklist
-    from .errors import ECSExecutorError
 
     config, clients = _executor_config(
         conf, region, profile, credentials, endpoint_url, dispatch_id=dispatch
     )
-    try:
-        tasks = tasklist.live_tasks(clients.ecs, config.ecs_cluster_name, dispatch_id=dispatch)
-    except ECSExecutorError as err:
-        raise _error(str(err)) from None
+    tasks = tasklist.live_tasks(clients.ecs, config.ecs_cluster_name, dispatch_id=dispatch)
     rows = tasklist.ps_rows(
         tasks,
         now_s=time.time(),
@@ -596,11 +665,10 @@ def stop(
 ) -> None:
     """Stop tasks this plugin started (e.g. left running by a killed Covalent server)."""
     from . import tasklist
-    from .errors import ECSExecutorError
 
     chosen = [name for name, given in (("TASK_ARN", task_arns), ("--dispatch", dispatch), ("--all", all_tasks)) if given]
     if len(chosen) != 1:
-        raise _error(
+        raise _fail(
             "say which tasks to stop with exactly one of --dispatch ID, --all, or task ARNs"
             + (f" (got {' and '.join(chosen)})" if chosen else "")
         )
@@ -608,15 +676,12 @@ def stop(
         conf, region, profile, credentials, endpoint_url, dispatch_id=dispatch
     )
     cluster = config.ecs_cluster_name
-    try:
-        if task_arns:
-            tasks = tasklist.tasks_by_arn(clients.ecs, cluster, task_arns)
-            scope = "named tasks"
-        else:
-            tasks = tasklist.live_tasks(clients.ecs, cluster, dispatch_id=dispatch)
-            scope = f"dispatch {dispatch}" if dispatch else "--all"
-    except ECSExecutorError as err:
-        raise _error(str(err)) from None
+    if task_arns:
+        tasks = tasklist.tasks_by_arn(clients.ecs, cluster, task_arns)
+        scope = "named tasks"
+    else:
+        tasks = tasklist.live_tasks(clients.ecs, cluster, dispatch_id=dispatch)
+        scope = f"dispatch {dispatch}" if dispatch else "--all"
     tasks = [task for task in tasks if task.get("lastStatus") != "STOPPED"]
     if not tasks:
         typer.echo("no live tasks to stop")
@@ -656,41 +721,44 @@ def logs(
 ) -> None:
     """A node's task output (its CloudWatch log stream)."""
     from . import records, taskdefs, tasklist, tasklogs
-    from .errors import ECSExecutorError
 
     config, clients = _executor_config(
         conf, region, profile, credentials, endpoint_url, dispatch_id=dispatch_id
     )
     cluster = config.ecs_cluster_name
-    try:
-        attempts = tasklist.node_attempts(
-            records.read_dispatch(clients.s3, config.s3_bucket_name, dispatch_id, node_id),
-            tasklist.node_tasks(clients.ecs, cluster, dispatch_id, node_id),
-            log_group=config.ecs_task_log_group_name,
+    attempts = tasklist.node_attempts(
+        records.read_dispatch(clients.s3, config.s3_bucket_name, dispatch_id, node_id),
+        tasklist.node_tasks(clients.ecs, cluster, dispatch_id, node_id),
+        log_group=config.ecs_task_log_group_name,
+    )
+    if not attempts:
+        raise _fail(
+            f"no task found for dispatch {dispatch_id} node {node_id}: neither a record in "
+            f"s3://{config.s3_bucket_name}/ nor a task in ECS cluster {cluster}"
         )
-        if not attempts:
-            raise _error(
-                f"no task found for dispatch {dispatch_id} node {node_id}: neither a record in "
-                f"s3://{config.s3_bucket_name}/ nor a task in ECS cluster {cluster}"
-            )
-        if attempt is not None and attempt > len(attempts):
-            raise _error(f"--attempt {attempt}: node {node_id} has {len(attempts)} task(s)")
-        chosen = attempts[(attempt or len(attempts)) - 1]
-        arn = chosen["task_arn"]
-        typer.echo(f"# {arn} ({chosen['log_group']})", err=True)
-        tasklogs.follow(
-            clients.logs,
-            chosen["log_group"],
-            taskdefs.log_stream_name(arn),
-            echo=typer.echo,
-            running=(lambda: not tasklist.is_stopped(clients.ecs, cluster, arn)) if follow else (lambda: False),
-        )
-    except ECSExecutorError as err:
-        raise _error(str(err)) from None
+    if attempt is not None and attempt > len(attempts):
+        raise _fail(f"--attempt {attempt}: node {node_id} has {len(attempts)} task(s)")
+    chosen = attempts[(attempt or len(attempts)) - 1]
+    arn = chosen["task_arn"]
+    typer.echo(f"# {arn} ({chosen['log_group']})", err=True)
+    tasklogs.follow(
+        clients.logs,
+        chosen["log_group"],
+        taskdefs.log_stream_name(arn),
+        echo=typer.echo,
+        running=(lambda: not tasklist.is_stopped(clients.ecs, cluster, arn)) if follow else (lambda: False),
+    )
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Tools for the Covalent ECS Fargate executor."""
 
 

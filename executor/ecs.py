@@ -25,11 +25,9 @@ import random
 import secrets
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from covalent._shared_files.config import get_config
 from covalent._shared_files.exceptions import TaskCancelledError, TaskRuntimeError
 from covalent.executor.base import AsyncBaseExecutor
 
@@ -37,6 +35,7 @@ from covalent_ecs_runtime import contract
 
 from . import (
     aws,
+    events,
     failures,
     launch,
     livetasks,
@@ -58,6 +57,8 @@ from .errors import (
     TaskStoppedError,
     TaskTimeoutError,
 )
+from .image.refs import default_runner_image
+from .setup.conffile import read_executor_section
 
 EXECUTOR_PLUGIN_NAME = "ECSExecutor"
 _EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
@@ -77,23 +78,6 @@ _STUCK_HINTS = {
     "image, or no route from the subnet to ECR). ",
 }
 
-# Listeners told of every finished task's timings (benchmarks/): a module registry, as
-# executor attributes must stay JSON. Each gets {"dispatch_id", "node_id", "task_arn",
-# "timings", "exit_seen"}: the runner's envelope timings (contract.py) and when the
-# poller saw the container's exit (epoch seconds).
-TimingsListener = Callable[[dict[str, Any]], None]
-_timings_listeners: list[TimingsListener] = []
-
-
-def add_timings_listener(listener: TimingsListener) -> None:
-    _timings_listeners.append(listener)
-
-
-def remove_timings_listener(listener: TimingsListener) -> None:
-    if listener in _timings_listeners:
-        _timings_listeners.remove(listener)
-
-
 # Relaunch backoff: full jitter over an exponential step (2 s, 4 s, ...), capped.
 RELAUNCH_BACKOFF_S = 2.0
 RELAUNCH_BACKOFF_MAX_S = 30.0
@@ -112,11 +96,7 @@ _in_thread = threads.control
 
 
 def _config_from_file() -> dict[str, Any]:
-    try:
-        section = get_config("executors.ecs")
-    except (KeyError, TypeError):
-        return {}
-    return dict(section) if isinstance(section, dict) else {}
+    return read_executor_section(None) or {}
 
 
 @dataclass(frozen=True)
@@ -188,8 +168,8 @@ class ECSExecutor(AsyncBaseExecutor):
         ecs_task_family_name: str | None = None,
         ecs_task_execution_role_name: str | None = None,
         ecs_task_role_name: str | None = None,
-        ecs_task_subnet_id: str | None = None,
-        ecs_task_security_group_id: str | None = None,
+        ecs_task_subnet_id: str | list[str] | None = None,
+        ecs_task_security_group_id: str | list[str] | None = None,
         assign_public_ip: bool | None = None,
         ecs_task_log_group_name: str | None = None,
         capacity_provider: str | None = None,
@@ -199,7 +179,9 @@ class ECSExecutor(AsyncBaseExecutor):
         cpu_architecture: str | None = None,
         vcpu: float | None = None,
         memory: float | None = None,
+        ephemeral_storage: int | None = None,
         environment: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
         time_limit: float | None = None,
         start_timeout: float | None = None,
         cache_dir: str | None = None,
@@ -231,6 +213,13 @@ class ECSExecutor(AsyncBaseExecutor):
     def config(self) -> ExecutorConfig:
         """The validated configuration held in this object's (JSON) attributes."""
         return build_config({key: getattr(self, key) for key in CONFIG_KEYS}, {})
+
+    def __repr__(self) -> str:
+        # What a task would get; never credentials, profile or endpoint (a repr ends up
+        # in logs and Covalent's UI).
+        shown = ("vcpu", "memory", "ecs_cluster_name", "region", "capacity_provider")
+        values = ", ".join(f"{key}={getattr(self, key, None)!r}" for key in shown)
+        return f"{type(self).__name__}({values})"
 
     # ---------------------------------------------------------------------- Covalent
     async def run(
@@ -324,7 +313,11 @@ class ECSExecutor(AsyncBaseExecutor):
                 task.exited = True
                 exit_seen = seen.exit_seen = time.time()
             envelope = await self._collect(run, watcher, described, image_uri)
-            self._tell_listeners(run, task.task_arn, envelope, exit_seen)
+            events.emit(
+                events.TASK_FINISHED, dispatch_id=run.dispatch_id, node_id=run.node_id,
+                task_arn=task.task_arn, timings=dict(envelope.get("timings") or {}),
+                exit_seen=exit_seen,
+            )  # fmt: skip
             return self._unpack(envelope)
         except BaseException as exc:
             error = exc
@@ -392,6 +385,8 @@ class ECSExecutor(AsyncBaseExecutor):
     async def _define(self, run: _Run) -> tuple[str, dict[str, Any]]:
         """The runner image and the (shared) task definition that runs it."""
         image_uri = await _in_thread(self._image_uri, run.config, run.clients)
+        # By digest: a later push to the tag does not change what this process runs.
+        image_uri = await _task_definitions.pinned_image(run.clients, image_uri, _in_thread)
         definition = await _in_thread(self._task_definition, run.config, run.clients, image_uri)
         return image_uri, definition
 
@@ -416,7 +411,7 @@ class ECSExecutor(AsyncBaseExecutor):
     def _image_uri(self, config: ExecutorConfig, clients: aws.Clients) -> str:
         if config.container_image_uri:
             return config.container_image_uri
-        return f"{clients.ecr_registry()}/{config.ecr_repo_name}:{contract.runner_image_tag()}"
+        return default_runner_image(clients.ecr_registry(), config.ecr_repo_name)
 
     def _task_definition(
         self, config: ExecutorConfig, clients: aws.Clients, image_uri: str
@@ -592,21 +587,6 @@ class ECSExecutor(AsyncBaseExecutor):
             await threads.transfer(records.put_record, run.clients.s3, run.bucket, key, record)
         except ECSExecutorError as err:
             print(f"[covalent-ecs] warning: the task record was not written: {err}", file=sys.stderr)
-
-    @staticmethod
-    def _tell_listeners(
-        run: _Run, task_arn: str, envelope: dict[str, Any], exit_seen: float
-    ) -> None:
-        for listener in list(_timings_listeners):
-            listener(
-                {
-                    "dispatch_id": run.dispatch_id,
-                    "node_id": run.node_id,
-                    "task_arn": task_arn,
-                    "timings": dict(envelope.get("timings") or {}),
-                    "exit_seen": exit_seen,
-                }
-            )
 
     def _unpack(self, envelope: dict[str, Any]) -> Any:
         """Copy the task's output to the node's streams; return the value or raise."""

@@ -31,6 +31,12 @@ from .taskdefs import runner_container
 OOM_EXIT_CODE = 137
 _CAPACITY_MARKERS = ("Capacity is unavailable", "capacity", "Insufficient")
 STOP_CODE_FAILED_TO_START = "TaskFailedToStart"
+# ENOSPC's message, as the task's Python (or any tool it runs) prints it.
+_DISK_FULL = "No space left on device"
+_DISK_FULL_HINT = (
+    "\nThe task ran out of disk space: raise `ephemeral_storage` (GiB, up to 200; "
+    "Fargate gives 20 by default), e.g. ECSExecutor(ephemeral_storage=50)."
+)
 STOP_CODE_SPOT_INTERRUPTION = "SpotInterruption"
 # Why a container never started that says nothing about the user's task: worth a new
 # launch (docs/facts.md, "Fargate in production": peers retry the same causes).
@@ -122,7 +128,9 @@ def envelope_error(envelope: dict[str, Any]) -> ECSExecutorError | None:
         remote_type = error.get("type", "Exception")
         traceback = error.get("traceback", "")
         hint = ""
-        if remote_type.endswith("ModuleNotFoundError"):
+        if _DISK_FULL in message or _DISK_FULL in traceback:
+            hint = _DISK_FULL_HINT
+        elif remote_type.endswith("ModuleNotFoundError"):
             hint = (
                 "\nThe runner image lacks a module the task imports: install it in the task "
                 "with deps_pip=ct.DepsPip(packages=[...]), or for your own module call "
@@ -197,6 +205,14 @@ def classify_stopped_task(
             "gateway / VPC endpoints in a private one.",
             **facts,
         )
+    if "ResourceInitializationError" in reasons and "unable to retrieve secret" in reasons:
+        return NetworkSetupError(
+            f"{where} could not be set up {stated}. ECS could not read a secret named in "
+            "`secrets`: check that each ARN exists in this account and region and that the "
+            "execution role may read it (secretsmanager:GetSecretValue / ssm:GetParameters; "
+            "the infra stack's SecretArns parameter); `covalent-ecs doctor` checks both.",
+            **facts,
+        )
     if "ResourceInitializationError" in reasons:
         return NetworkSetupError(
             f"{where} could not be set up {stated}. ECS could not prepare its secrets, "
@@ -225,6 +241,12 @@ def classify_stopped_task(
             f"{stated}. The task ran, but its S3 upload failed: check that the task role may "
             "s3:PutObject under the staging prefix and that the task can reach S3; the log "
             f"tail says why.{tail}",
+            **facts,
+        )
+    if _DISK_FULL in log_tail:
+        return TaskStoppedError(
+            f"{where} ran out of disk space and exited with code {exit_code} without writing "
+            f"a result {stated}.{_DISK_FULL_HINT}{tail}",
             **facts,
         )
     missing = f" at {result_uri}" if result_uri else ""

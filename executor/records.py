@@ -15,8 +15,6 @@ import json
 import time
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from . import aws
 from .errors import StagingError
 from .staging import STAGING_ROOT
@@ -87,13 +85,13 @@ def list_record_keys(
     Raises ECSExecutorError."""
     keys: list[str] = []
     prefix = records_prefix(dispatch_id) + ("" if node_id is None else f"{node_id}-")
-    try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(".json")]
-    except ClientError as err:
-        raise aws.translate_client_error(err, f"list s3://{bucket}/{prefix}") from err
-    except BotoCoreError as err:
-        raise aws.translate_botocore_error(err, f"list s3://{bucket}/{prefix}") from err
+    request: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    while True:
+        page = aws.call(s3.list_objects_v2, f"list s3://{bucket}/{prefix}", **request)
+        keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(".json")]
+        if not page.get("IsTruncated"):
+            break
+        request["ContinuationToken"] = page["NextContinuationToken"]
     return keys
 
 

@@ -7,9 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from . import aws
+from .errors import ECSExecutorError
 
 LOG_TAIL_LINES = 40
 
@@ -20,16 +19,18 @@ def log_tail(logs: Any, group: str, stream: str, lines: int = LOG_TAIL_LINES) ->
     Never raises: a failure message must not be lost because the logs are unreadable.
     """
     try:
-        response = logs.get_log_events(
-            logGroupName=group, logStreamName=stream, limit=lines, startFromHead=False
+        response = aws.call(
+            logs.get_log_events,
+            f"read log stream {group}/{stream}",
+            logGroupName=group,
+            logStreamName=stream,
+            limit=lines,
+            startFromHead=False,
         )
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "")
-        if code == "ResourceNotFoundException":
+    except ECSExecutorError as err:
+        if aws.has_code(err, "ResourceNotFoundException"):
             return ""
-        return f"(could not read log stream {group}/{stream}: {code})"
-    except BotoCoreError as err:
-        return f"(could not read log stream {group}/{stream}: {err})"
+        return f"({err})"
     return "\n".join(event.get("message", "").rstrip("\n") for event in response.get("events", []))
 
 
@@ -62,10 +63,10 @@ def follow(
         if token:
             request["nextToken"] = token
         try:
-            response = logs.get_log_events(**request)
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code", "") != "ResourceNotFoundException":
-                raise aws.translate_client_error(err, f"read log stream {group}/{stream}") from err
+            response = aws.call(logs.get_log_events, f"read log stream {group}/{stream}", **request)
+        except ECSExecutorError as err:
+            if not aws.has_code(err, "ResourceNotFoundException"):
+                raise
             response = {}
         events = response.get("events", [])
         for event in events:

@@ -14,7 +14,10 @@ Steps (each line of progress goes to ``report``):
 4. **push**: every blob is HEAD-checked first, mounted from the base's repository when
    both are on the same registry, else uploaded (base layers are fetched into the local
    cache first); manifests already there are not pushed again; the index is tagged
-   ``<tag>`` and ``<tag>-<12 hex digits of its digest>``.
+   ``<tag>-<12 hex digits of its digest>``, then ``<tag>``. A tag that already points
+   at this index is left alone (so re-publishing into a repository with immutable tags
+   works); one that points at another image is moved where the registry allows it, and
+   fails with what to do where tags are immutable.
 
 Everything that goes into the image is pinned to this client (Python minor,
 cloudpickle, covalent, boto3 versions) and every layer is reproducible, so publishing
@@ -34,9 +37,10 @@ from typing import Any
 
 from covalent_ecs_runtime import contract
 
-from ..errors import ECSExecutorError
+from ..errors import ConfigError, ECSExecutorError
 from . import layers, oci
-from .registry import Reference, RegistryClient, RegistryError, credentials_for
+from .refs import ImageRef
+from .registry import RegistryClient, RegistryError, checked_digest, credentials_for
 
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 ENV_CACHE_DIR = "COVALENT_ECS_PUBLISH_CACHE"
@@ -48,6 +52,11 @@ Report = Callable[[str], None]
 
 # OCI distribution spec tag grammar; 115 leaves room for "-<12 hex digits>".
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,114}$")
+# Repository names: the OCI distribution spec's grammar, and ECR's stricter one (2-256
+# characters, one separator between alphanumerics; CreateRepository's pattern).
+_OCI_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_OCI_REPOSITORY_RE = re.compile(rf"^{_OCI_COMPONENT}(?:/{_OCI_COMPONENT})*$")
+_ECR_REPOSITORY_RE = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
 def default_base_image() -> str:
@@ -63,6 +72,30 @@ def cache_dir() -> str:
     path = os.environ.get(ENV_CACHE_DIR) or os.path.expanduser("~/.cache/covalent-ecs/publish")
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` if the registry would accept it (and its digest-suffixed twin). Pure."""
+    if not _TAG_RE.match(tag):
+        raise ConfigError(
+            f"--tag {tag!r} is not a valid tag: use letters, digits, '_', '.', '-' (not "
+            "first), at most 115 characters (the digest-suffixed tag adds 13); leave "
+            "--tag out for this version's runner tag"
+        )
+    return tag
+
+
+def check_repository(repository: str, *, ecr: bool) -> str:
+    """``repository`` if ECR (or any OCI registry) would accept the name. Pure."""
+    if ecr and 2 <= len(repository) <= 256 and _ECR_REPOSITORY_RE.match(repository):
+        return repository
+    if not ecr and _OCI_REPOSITORY_RE.match(repository):
+        return repository
+    raise ConfigError(
+        f"--repository {repository!r} is not a valid repository name: use lowercase "
+        "letters and digits, with '.', '_' or '-' between them and '/' between path "
+        f"parts{' (2-256 characters in ECR)' if ecr else ''}, e.g. covalent-ecs-runner"
+    )
 
 
 def parse_platforms(values: list[str]) -> list[str]:
@@ -87,6 +120,9 @@ def parse_platforms(values: list[str]) -> list[str]:
 class Target:
     client: RegistryClient
     repository: str
+    # A pushed tag cannot be moved (ECR's IMMUTABLE): a tag pointing at another image
+    # fails the publish with what to do, before the registry refuses it.
+    immutable_tags: bool = False
 
     @property
     def registry(self) -> str:
@@ -139,16 +175,18 @@ def registry_target(registry: str, repository: str) -> Target:
 
 def ecr_target(clients: Any, repository: str, report: Report) -> Target:
     """ECR of the configured account/region; creates ``repository`` if it is missing."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from .. import aws
 
     ecr = clients.ecr
+    mutability = "MUTABLE"
     try:
-        ecr.describe_repositories(repositoryNames=[repository])
-    except ClientError as err:
-        if aws.error_code(err) != "RepositoryNotFoundException":
-            raise aws.translate_client_error(err, "look up the ECR repository") from err
+        (found,) = aws.call(
+            ecr.describe_repositories, "look up the ECR repository", repositoryNames=[repository]
+        )["repositories"]
+        mutability = str(found.get("imageTagMutability") or "MUTABLE")
+    except ECSExecutorError as err:
+        if not aws.has_code(err, "RepositoryNotFoundException"):
+            raise
         aws.call(
             ecr.create_repository,
             f"create the ECR repository {repository!r}",
@@ -156,31 +194,26 @@ def ecr_target(clients: Any, repository: str, report: Report) -> Target:
             imageScanningConfiguration={"scanOnPush": True},
         )
         report(f"created ECR repository {repository} (scan on push)")
-    except BotoCoreError as err:  # no credentials, endpoint unreachable...
-        raise aws.translate_botocore_error(err, "look up the ECR repository") from err
     data = aws.call(ecr.get_authorization_token, "get an ECR login token")["authorizationData"][0]
     token = data["authorizationToken"]
     # The token is base64("AWS:<password>"), used as is in a Basic header (valid 12 h).
     base64.b64decode(token)  # a malformed token fails here, not at the first upload
     registry = data.get("proxyEndpoint") or f"https://{clients.ecr_registry()}"
-    return Target(RegistryClient(registry, basic_token=token), repository)
+    # IMMUTABLE, or IMMUTABLE_WITH_EXCLUSION (whose exclusions we do not read).
+    immutable = mutability.startswith("IMMUTABLE")
+    return Target(RegistryClient(registry, basic_token=token), repository, immutable_tags=immutable)
 
 
 def configured_executor() -> Any:
     """The ``[executors.ecs]`` block of covalent.conf, validated (subnet etc. not needed)."""
-    from covalent._shared_files.config import get_config
-
     from ..config import build_config
+    from ..setup.conffile import default_conf_path, read_executor_section
 
-    try:
-        section = get_config("executors.ecs")
-    except (KeyError, TypeError):
-        section = {}
-    return build_config({}, dict(section) if isinstance(section, dict) else {})
+    return build_config({}, read_executor_section(default_conf_path()) or {})
 
 
 # -- the base image -----------------------------------------------------------------
-def _base_client(base: Reference, target: Target) -> RegistryClient:
+def _base_client(base: ImageRef, target: Target) -> RegistryClient:
     if base.registry == target.registry:
         return target.client
     return RegistryClient(base.registry, credentials=credentials_for(base.registry))
@@ -206,11 +239,12 @@ def _read_json_blob(
 
 
 def _blob_path(cache: str, digest: str) -> str:
+    checked_digest(digest, "a blob to cache")  # never a path outside the cache
     return os.path.join(cache, "blobs", digest.replace(":", "/"))
 
 
 def resolve_base(
-    client: RegistryClient, base: Reference, platforms: list[str], cache: str
+    client: RegistryClient, base: ImageRef, platforms: list[str], cache: str
 ) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
     """``platform -> (manifest digest, manifest, config)`` of the base image."""
     body, media_type, digest = client.get_manifest(base.repository, base.reference)
@@ -220,11 +254,15 @@ def resolve_base(
         for descriptor in document.get("manifests") or []:
             name = _platform_of(descriptor)
             if name in platforms and name not in manifests:
-                sub_body, _, sub_digest = client.get_manifest(base.repository, descriptor["digest"])
+                wanted = checked_digest(descriptor.get("digest"), f"the base image {base}'s index")
+                sub_body, _, sub_digest = client.get_manifest(base.repository, wanted)
                 manifests[name] = (sub_digest, json.loads(sub_body))
         available = sorted({p for d in document.get("manifests") or [] if (p := _platform_of(d))})
     else:
-        config = _read_json_blob(client, base.repository, document["config"]["digest"], cache)
+        config_digest = checked_digest(
+            (document.get("config") or {}).get("digest"), f"the base image {base}'s manifest"
+        )
+        config = _read_json_blob(client, base.repository, config_digest, cache)
         name = f"{config.get('os', 'linux')}/{config.get('architecture')}"
         available = [name]
         if name in platforms:
@@ -239,12 +277,16 @@ def resolve_base(
     resolved = {}
     for name in platforms:
         manifest_digest, manifest = manifests[name]
-        config = _read_json_blob(client, base.repository, manifest["config"]["digest"], cache)
+        where = f"the base image {base}'s {name} manifest"
+        for layer in manifest.get("layers") or []:
+            checked_digest(layer.get("digest"), where)
+        config_digest = checked_digest((manifest.get("config") or {}).get("digest"), where)
+        config = _read_json_blob(client, base.repository, config_digest, cache)
         resolved[name] = (manifest_digest, manifest, config)
     return resolved
 
 
-def _check_python(base: Reference, config: dict[str, Any], report: Report) -> None:
+def _check_python(base: ImageRef, config: dict[str, Any], report: Report) -> None:
     """The base's Python must be the client's minor: cloudpickle is not portable across."""
     env = dict(item.partition("=")[::2] for item in (config.get("config") or {}).get("Env") or [])
     version = env.get("PYTHON_VERSION")
@@ -289,7 +331,7 @@ def image_environment() -> dict[str, str]:
 
 
 def build_images(
-    base: Reference,
+    base: ImageRef,
     resolved: dict[str, tuple[str, dict[str, Any], dict[str, Any]]],
     cache: str,
     report: Report,
@@ -408,15 +450,38 @@ def _push_manifests(
         result.pushed_manifests += 1
     index = oci.canonical_json(oci.index([(image.platform, image.manifest) for image in images]))
     digest = oci.sha256_digest(index)
-    tags = [tag, f"{tag}-{digest[7:19]}"]
-    for name in tags:
-        if client.manifest_digest(repository, name) == digest:
+    pinned_tag = f"{tag}-{digest[7:19]}"
+    # The digest-suffixed tag first: it names only this index, so it never collides,
+    # and a refused version tag still leaves the image pushed and named.
+    for name in (pinned_tag, tag):
+        current = client.manifest_digest(repository, name)
+        if current == digest:
             report(f"tag {name}: already points at {digest[:19]}")
             continue
-        client.put_manifest(repository, name, index, oci.MEDIA_INDEX)
+        if current is not None and target.immutable_tags:
+            raise _tag_taken(target, name, current, digest, pinned_tag)
+        try:
+            client.put_manifest(repository, name, index, oci.MEDIA_INDEX)
+        except RegistryError as err:
+            if current is None:
+                raise
+            raise _tag_taken(target, name, current, digest, pinned_tag, refusal=str(err)) from err
         result.pushed_manifests += 1
         report(f"tag {name} -> {digest[:19]}")
-    return digest, tags
+    return digest, [tag, pinned_tag]
+
+
+def _tag_taken(
+    target: Target, tag: str, current: str, digest: str, pinned_tag: str, refusal: str = ""
+) -> RegistryError:
+    where = f"{target.registry}/{target.repository}"
+    why = f" ({refusal})" if refusal else " and the repository's tags are immutable"
+    return RegistryError(
+        f"tag {tag} in {where} already points at another image ({current[:19]}){why}; this "
+        f"build is {digest[:19]}. It was pushed as {where}@{digest} (tag {pinned_tag}): set "
+        "container_image_uri to that, or publish under another --tag. (The same client and "
+        "base image give the same digest: a changed base image or dependency made this one.)"
+    )
 
 
 def publish(
@@ -429,14 +494,9 @@ def publish(
 ) -> PublishResult:
     """Build the runner image for ``platforms`` on ``base_image`` and push it to ``target``."""
     started = time.monotonic()
-    tag = tag or contract.runner_image_tag()
-    if not _TAG_RE.match(tag):
-        raise ECSExecutorError(
-            f"--tag {tag!r} is not a valid tag: use letters, digits, '_', '.', '-' (not "
-            "first), at most 115 characters (the digest-suffixed tag adds 13)"
-        )
+    tag = check_tag(contract.runner_image_tag() if tag is None else tag)
     platforms = platforms or list(DEFAULT_PLATFORMS)
-    base = Reference.parse(base_image or default_base_image())
+    base = ImageRef.parse(base_image or default_base_image())
     cache = cache_dir()
     report(f"publishing the runner image {target.registry}/{target.repository}:{tag}")
     report(f"base image {base} for {', '.join(platforms)}")

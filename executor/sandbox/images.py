@@ -4,7 +4,8 @@ The sandbox has no registry: an image reference only has to resolve. An ECR URI
 (``<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>`` or ``...@sha256:<digest>``)
 must name a repository and an image (tag or digest) that exist in moto's ECR backend,
 as a real pull would need; any other reference (Docker Hub, public.ecr.aws, ...) is
-treated as pullable. The agent always runs the container's command on the host.
+treated as pullable. How a pulled image's container then runs is up to the agent's
+process starters (starters.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 
 from moto.backends import get_backend
 
-from ..image.refs import EcrImage, parse_ecr_image
+from ..image.refs import ImageRef, parse_ecr_image
 
 
-def _find(ref: EcrImage) -> tuple[Any, Any]:
+def _find(ref: ImageRef) -> tuple[Any, Any]:
     """(repository or None, image or None) in moto's ECR backend."""
     repository = get_backend("ecr")[ref.account][ref.region].repositories.get(ref.repository)
     if repository is None:

@@ -9,8 +9,9 @@ sandbox-internal clients, so nothing is counted):
   ecs-tasks.amazonaws.com; the task role may read and write the staging prefix),
 * a VPC with one public subnet (default route to an internet gateway, as tasks with
   ``assign_public_ip`` need to reach ECR) and a security group (egress only),
-* the ECR repository ``covalent-ecs-runner`` with an image tagged
-  ``contract.runner_image_tag()``, so the executor's default image is pullable,
+* the ECR repository ``covalent-ecs-sandbox-runner`` with an image tagged
+  ``contract.runner_image_tag()`` (its digest: sha256 of its manifest, as ECR's), so
+  the executor's default image is pullable and resolves to a digest,
 * a shared-credentials file with a ``[sandbox]`` profile (fake keys) in ``state_dir``,
 
 and returns the ``[executors.ecs]`` block a user would write in covalent.conf.
@@ -40,7 +41,9 @@ LOG_GROUP = "/covalent-ecs/sandbox/tasks"
 TASK_FAMILY = "covalent-ecs-task"
 EXECUTION_ROLE = "ecsTaskExecutionRole"
 TASK_ROLE = "CovalentFargateTaskRole"
-ECR_REPOSITORY = "covalent-ecs-runner"
+# Not the template's default repository (covalent-ecs-runner): `covalent-ecs infra deploy`
+# with its defaults must be able to create that one in the sandbox.
+ECR_REPOSITORY = "covalent-ecs-sandbox-runner"
 VPC_CIDR = "10.42.0.0/16"
 SUBNET_CIDR = "10.42.1.0/24"
 NAME_TAG = "covalent-ecs-sandbox"
@@ -121,6 +124,13 @@ def runner_image_manifest() -> str:
     )
 
 
+def manifest_digest(manifest: str) -> str:
+    """ECR's digest of an image: sha256 of its manifest's bytes (moto would otherwise
+    hash the layer digests), so DescribeImages answers what ECR would and the executor
+    can pin the runner image by it."""
+    return "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+
+
 def seed(client: ClientFactory, *, state_dir: str, endpoint_url: str) -> dict[str, Any]:
     """Create the account's resources; return the executor config block."""
     s3 = client("s3")
@@ -171,10 +181,12 @@ def seed(client: ClientFactory, *, state_dir: str, endpoint_url: str) -> dict[st
 
     ecr = client("ecr")
     ecr.create_repository(repositoryName=ECR_REPOSITORY)
+    manifest = runner_image_manifest()
     ecr.put_image(
         repositoryName=ECR_REPOSITORY,
-        imageManifest=runner_image_manifest(),
+        imageManifest=manifest,
         imageTag=contract.runner_image_tag(),
+        imageDigest=manifest_digest(manifest),
     )
 
     return {

@@ -49,6 +49,17 @@ def test_resource_initialization_error_points_at_setup():
     assert "ecs_task_log_group_name" in str(error)
 
 
+def test_an_unreadable_secret_points_at_secrets_and_the_execution_role():
+    reason = (
+        "ResourceInitializationError: unable to pull secrets or registry auth: execution resource "
+        "retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s)"
+    )
+    error = classify_stopped_task(stopped("TaskFailedToStart", reason))
+    assert isinstance(error, errors.NetworkSetupError)
+    assert "could not read a secret named in `secrets`" in str(error)
+    assert "SecretArns" in str(error) and "ecs_task_log_group_name" not in str(error)
+
+
 def test_spot_interruption_is_a_capacity_error():
     error = classify_stopped_task(stopped("SpotInterruption", "Your Spot Task was interrupted.", 143))
     assert isinstance(error, errors.CapacityError)
@@ -138,3 +149,18 @@ def test_only_failures_that_prove_the_code_never_ran_are_relaunched(error, relau
 def test_a_spot_interruption_is_relaunched_only_when_opted_in():
     error = _stopped_error("SpotInterruption", "Your Spot Task was interrupted.", 143)
     assert failures.relaunch_reason(error, rerun_on_interruption=True).startswith("Spot interruption")
+
+
+def test_a_task_that_filled_its_disk_is_told_to_raise_ephemeral_storage():
+    raised = envelope_error({
+        **contract.new_envelope(),
+        "outcome": contract.OUTCOME_RAISED,
+        "error": {"type": "builtins.OSError", "message": "[Errno 28] No space left on device",
+                  "traceback": "Traceback ...\nOSError: [Errno 28] No space left on device"},
+    })
+    assert "raise `ephemeral_storage`" in str(raised)
+    stopped_task = classify_stopped_task(
+        stopped("EssentialContainerExited", "Essential container in task exited", 1),
+        log_tail="tar: write error: No space left on device",
+    )
+    assert "ran out of disk space" in str(stopped_task) and "ephemeral_storage" in str(stopped_task)

@@ -79,7 +79,7 @@ def test_the_chart_names_the_extra_to_install_when_plotly_is_missing(monkeypatch
         (["stop"], "exactly one of --dispatch ID, --all, or task ARNs"),
         (["stop", "--all", "--dispatch", "d"], "(got --dispatch and --all)"),
         (["logs", "d", "0", "--attempt", "0"], "Invalid value for '--attempt'"),
-        (["ps", "--conf", "/nonexistent/covalent.conf"], "cannot read /nonexistent/covalent.conf"),
+        (["ps", "--conf", "/nonexistent/covalent.conf"], "--conf /nonexistent/covalent.conf: no such file"),
         (["ps", "--region", "mars"], "region='mars'"),
     ],
 )

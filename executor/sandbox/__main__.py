@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--aws-limits",
         action="store_true",
-        help="throttle the API like AWS does (per-account token buckets; NOTES.md)",
+        help="throttle the API like AWS does (per-account token buckets; docs/facts.md)",
     )
     parser.add_argument(
         "--fork-server",

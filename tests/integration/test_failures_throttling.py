@@ -180,7 +180,7 @@ def test_a_fault_the_sandbox_does_not_know_is_refused_naming_the_kinds(scripted)
 _WATCHER = textwrap.dedent(
     """
     import asyncio, json, sys
-    import covalent  # before the plugin (NOTES.md: circular-import trap)
+    import covalent  # before the plugin (docs/facts.md: the circular-import trap)
     from covalent_ecs_executor import ECSExecutor
 
     def sleeps():

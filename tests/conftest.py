@@ -8,6 +8,8 @@ Fixtures:
   sandbox        (session) a SandboxProcess's SandboxClient: the local AWS API and
                  Fargate agent over HTTP, shared by tests and any Covalent server.
   fresh_sandbox  (function) the same sandbox with its API call counts reset.
+  limited_sandbox (session) another SandboxProcess, throttling like an AWS account
+                 (aws_limits=True), for the tests of AWS's rate limits.
 """
 
 from __future__ import annotations
@@ -66,6 +68,14 @@ def sandbox() -> Iterator[SandboxClient]:
     from covalent_ecs_executor.sandbox import SandboxProcess
 
     with SandboxProcess(state_dir=os.path.join(_SESSION_DIR, "sandbox")) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def limited_sandbox() -> Iterator[SandboxClient]:
+    from covalent_ecs_executor.sandbox import SandboxProcess
+
+    with SandboxProcess(aws_limits=True) as client:
         yield client
 
 

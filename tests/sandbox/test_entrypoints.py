@@ -1,8 +1,9 @@
-"""The sandbox's other ways in: in-process ``Sandbox``, ``covalent-ecs sandbox``, and
-``SandboxProcess``'s start-up failure report."""
+"""The sandbox's other ways in: in-process ``Sandbox``, ``covalent-ecs sandbox`` (with
+and without AWS's rate limits), and ``SandboxProcess``'s start-up failure report."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,8 +19,6 @@ from waiting import wait_for
 from covalent_ecs_executor.sandbox import Sandbox, SandboxError, SandboxProcess
 
 pytestmark = pytest.mark.integration
-
-
 
 
 def test_in_process_sandbox_is_exclusive_and_kills_its_tasks_on_stop() -> None:
@@ -107,3 +106,29 @@ def test_sandbox_process_failure_names_the_cause_from_its_stderr() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(SandboxError, match=r"(?s)exited with code.*Address already in use"):
             SandboxProcess(port=port, startup_timeout_s=30).start()
+
+
+def test_the_sandbox_command_enforces_aws_limits_when_asked(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    command = [sys.executable, "-c", "from covalent_ecs_executor.cli import main; main()"]
+    with open(out, "wb") as stdout:
+        process = subprocess.Popen(
+            [*command, "sandbox", "--aws-limits", "--state-dir", str(tmp_path / "state")],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "Ctrl-C stops it." in out.read_text(), timeout_s=120)
+        text = out.read_text()
+        assert "AWS API rate limits are on" in text
+        endpoint = re.search(r"export AWS_ENDPOINT_URL=(http://127\.0\.0\.1:\d+)", text)[1]
+        with urllib.request.urlopen(f"{endpoint}/_sandbox/limits", timeout=5) as response:
+            limits = json.loads(response.read())
+        assert limits["enabled"] is True
+        assert limits["buckets"]["FargateLaunches"] == {"burst": 100, "refill_per_s": 20, "available": 100}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from covalent._shared_files.exceptions import TaskRuntimeError
 from waiting import wait_for
 
 from covalent_ecs_executor import ECSExecutor
+from covalent_ecs_executor.errors import TaskStoppedError
 from covalent_ecs_executor.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
@@ -32,8 +34,6 @@ def forking_sandbox() -> Iterator[Sandbox]:
         image_commands={STAND_IN_IMAGE: command},
     ) as sandbox:
         yield sandbox
-
-
 
 
 def log_messages(sandbox: Sandbox, record: dict[str, Any]) -> list[str]:
@@ -86,7 +86,7 @@ def test_stop_task_terminates_a_forked_runner(forking_sandbox: Sandbox) -> None:
     executor = ECSExecutor(**config)
     meta = {"dispatch_id": "fork-2", "node_id": 0, "results_dir": "."}
 
-    async def run_and_stop() -> BaseException | None:
+    async def run_and_stop() -> Any:
         running = asyncio.ensure_future(executor.run(sleep_long, [], {}, meta))
         record = await asyncio.to_thread(
             wait_for,
@@ -95,18 +95,20 @@ def test_stop_task_terminates_a_forked_runner(forking_sandbox: Sandbox) -> None:
                  if r["env"].get("COVALENT_ECS_TASK") == "fork-2/0" and r["pid"]),
                 None,
             ),
+            what="the forked runner's process",
         )  # fmt: skip
         forking_sandbox.client("ecs").stop_task(
-            cluster=config["ecs_cluster_name"], task=record["taskArn"], reason="test"
+            cluster=config["ecs_cluster_name"], task=record["taskArn"], reason="stopped by the test"
         )
-        try:
-            await running
-        except BaseException as exc:  # noqa: BLE001 - the stopped task's error is expected
-            return exc
-        return None
+        return await running
 
-    error = asyncio.run(run_and_stop())
-    assert error is not None
+    # Stopped from outside (not a Covalent cancel): the node fails, naming the stop.
+    with pytest.raises(TaskRuntimeError) as raised:
+        asyncio.run(run_and_stop())
+    assert isinstance(raised.value.__cause__, TaskStoppedError)
+    assert raised.value.__cause__.stop_code == "UserInitiated"
+    assert "was stopped before it wrote a result" in str(raised.value)
+    assert "reason: stopped by the test" in str(raised.value)
     record = next(r for r in forking_sandbox.tasks() if r["env"].get("COVALENT_ECS_TASK") == "fork-2/0")
     assert record["exitCode"] == 143  # SIGTERM, as Docker reports it
     assert record["stopCode"] == "UserInitiated"

@@ -3,6 +3,7 @@ botocore, the client-side launch pacer, and the poller letting go of a cancelled
 (The sandbox's model of AWS's limits is tested in tests/sandbox/.)"""
 
 import pytest
+from waiting import wait_for_async
 
 from covalent_ecs_executor import aws, launch
 
@@ -61,11 +62,11 @@ async def test_a_cancelled_watch_leaves_the_poller_and_its_calls_stop():
 
     poller = TaskPoller(RunningForever(), in_thread)
     watch = asyncio.ensure_future(poller.watch("c", "a", interval_s=0.01))
-    while RunningForever.calls < 2:
-        await asyncio.sleep(0.01)
+    await wait_for_async(lambda: RunningForever.calls >= 2, what="two polling cycles")
     watch.cancel()  # what ECSExecutor does on cancel or time limit
-    await asyncio.sleep(0.05)
-    assert poller.watched == 0
-    calls = RunningForever.calls
-    await asyncio.sleep(0.3)
-    assert RunningForever.calls == calls  # the loop ended: nothing left to describe
+    await wait_for_async(lambda: poller.watched == 0, what="the watch to leave")
+    # The loop ends, nothing left to describe (the name poller.py gives its task).
+    await wait_for_async(
+        lambda: not any(t.get_name() == "covalent-ecs-poller" for t in asyncio.all_tasks()),
+        what="the polling loop to end",
+    )

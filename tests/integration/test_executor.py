@@ -16,6 +16,10 @@ from covalent_ecs_executor import ECSExecutor
 
 pytestmark = pytest.mark.integration
 
+# Every batch here runs in seconds (the 48 MiB round trip in tens on a busy machine):
+# a ceiling, not a pace.
+RUN_CEILING_S = 120
+
 
 def run_tasks(executor, calls, *, dispatch_id=None):
     """Run ``[(fn, args, kwargs), ...]`` concurrently, each as its own node of
@@ -23,10 +27,10 @@ def run_tasks(executor, calls, *, dispatch_id=None):
     dispatch_id = dispatch_id or f"test-{uuid.uuid4().hex[:8]}"
 
     async def main():
-        return await asyncio.gather(*[
+        return await asyncio.wait_for(asyncio.gather(*[
             executor.run(fn, list(args), dict(kwargs), {"dispatch_id": dispatch_id, "node_id": i, "results_dir": "/tmp"})
             for i, (fn, args, kwargs) in enumerate(calls)
-        ])
+        ]), RUN_CEILING_S)
 
     return asyncio.run(main())
 

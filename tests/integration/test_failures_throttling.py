@@ -75,7 +75,10 @@ def launch_burst(sandbox: Any, pacer: launch.LaunchPacer, launches: int) -> list
         )
 
     async def launch_all() -> list[dict[str, Any]]:
-        return await asyncio.gather(*(launch_one() for _ in range(launches)))
+        # The pacer lets 90 through, then 19/s: 150 launches take ~3 s. A ceiling only.
+        return await asyncio.wait_for(
+            asyncio.gather(*(launch_one() for _ in range(launches))), timeout=120
+        )
 
     started = time.monotonic()
     try:

@@ -22,6 +22,8 @@ from covalent_ecs_executor.sandbox import Sandbox
 pytestmark = pytest.mark.integration
 
 STAND_IN_IMAGE = "public.ecr.aws/example/other-plugin-runner:stable"
+# A forked task runs in well under a second: a ceiling for a broken run, not a pace.
+RUN_CEILING_S = 60
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,7 @@ def test_a_forked_runner_task_is_its_own_process_with_the_task_environment(
     forking_sandbox.reset_calls()
     executor = ECSExecutor(**forking_sandbox.executor_config)
     meta = {"dispatch_id": "fork-1", "node_id": 0, "results_dir": "."}
-    seen = asyncio.run(executor.run(describe_process, [], {}, meta))
+    seen = asyncio.run(asyncio.wait_for(executor.run(describe_process, [], {}, meta), RUN_CEILING_S))
 
     record = next(r for r in forking_sandbox.tasks() if r["env"].get("COVALENT_ECS_TASK") == "fork-1/0")
     assert seen["pid"] == record["pid"] != os.getpid()
@@ -100,7 +102,7 @@ def test_stop_task_terminates_a_forked_runner(forking_sandbox: Sandbox) -> None:
         forking_sandbox.client("ecs").stop_task(
             cluster=config["ecs_cluster_name"], task=record["taskArn"], reason="stopped by the test"
         )
-        return await running
+        return await asyncio.wait_for(running, RUN_CEILING_S)
 
     # Stopped from outside (not a Covalent cancel): the node fails, naming the stop.
     with pytest.raises(TaskRuntimeError) as raised:

@@ -10,6 +10,7 @@ import boto3
 import botocore.exceptions
 import pytest
 from botocore.config import Config
+from fake_clock import FakeClock
 
 from covalent_ecs_executor.sandbox.faults import (
     FaultBook,
@@ -18,14 +19,6 @@ from covalent_ecs_executor.sandbox.faults import (
     parse_fault,
 )
 from covalent_ecs_executor.sandbox.limits import DISGUISED_EVERY, AwsLimits, BucketSpec, TokenBucket
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_a_token_bucket_refills_at_its_rate_up_to_its_burst():

@@ -3,6 +3,7 @@ botocore, the client-side launch pacer, and the poller letting go of a cancelled
 (The sandbox's model of AWS's limits is tested in tests/sandbox/.)"""
 
 import pytest
+from fake_clock import FakeClock
 from waiting import wait_for_async
 
 from covalent_ecs_executor import aws, launch
@@ -26,14 +27,6 @@ def test_a_real_client_error_is_left_alone():
     aws.mark_disguised_throttling(response=response)
     assert response[1]["Error"]["Code"] == "ClientException"
     aws.mark_disguised_throttling(response=None)  # a connection error has no response
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_the_launch_pacer_lets_the_burst_through_then_spaces_launches():

@@ -1,4 +1,5 @@
-"""Throttling, retries and shutdown against the sandbox (no Covalent server).
+"""Throttling and retries against the sandbox (no Covalent server). Stopping a script
+that watches a task is tested in test_safety_net.py.
 
 The sandbox with ``aws_limits=True`` throttles like AWS (per-account token buckets);
 scripted faults make ECS answer "Rate exceeded" in its disguised forms.
@@ -7,11 +8,6 @@ scripted faults make ECS answer "Rate exceeded" in its disguised forms.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +15,6 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
-from waiting import wait_for
 
 from covalent_ecs_executor import LaunchError, aws, launch
 from covalent_ecs_executor.config import build_config
@@ -131,49 +126,3 @@ def test_throttling_that_outlasts_the_retries_is_named(scripted):
     clients = executor_clients(scripted, max_attempts=2)
     with pytest.raises(LaunchError, match="AWS kept throttling the call .* Raise max_attempts"):
         aws.call(clients.ecs.list_clusters, "list clusters")
-
-
-# ----------------------------------------------------------------- shutdown
-_WATCHER = textwrap.dedent(
-    """
-    import asyncio, json, sys
-    import covalent  # before the plugin (docs/facts.md: the circular-import trap)
-    from covalent_ecs_executor import ECSExecutor
-
-    def sleeps():
-        import time
-        time.sleep(60)
-
-    executor = ECSExecutor(**json.loads(sys.argv[1]))
-    asyncio.run(executor.run(sleeps, [], {}, {"dispatch_id": sys.argv[2], "node_id": 0}))
-    """
-)
-
-
-def test_interrupting_the_process_that_watches_a_task_stops_the_task(fresh_sandbox):
-    import json
-
-    dispatch_id = f"interrupted-{uuid.uuid4().hex[:8]}"
-    watcher = subprocess.Popen(
-        [sys.executable, "-c", _WATCHER, json.dumps(fresh_sandbox.executor_config), dispatch_id],
-        env=os.environ.copy(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        def task():
-            found = [t for t in fresh_sandbox.tasks() if t.get("label") == f"{dispatch_id}/0"]
-            return found[0] if found else None
-
-        wait_for(lambda: (task() or {}).get("lastStatus") == "RUNNING")
-        watcher.send_signal(signal.SIGINT)  # asyncio.run cancels the run coroutine
-        watcher.wait(timeout=30)
-        stopped = wait_for(lambda: (t := task()) and t["lastStatus"] == "STOPPED" and t)
-    finally:
-        if watcher.poll() is None:
-            watcher.kill()
-            watcher.wait()
-    assert stopped["stopCode"] == "UserInitiated"
-    assert stopped["stoppedReason"] == (
-        f"Covalent stopped watching the task (dispatch {dispatch_id}, node 0)"
-    )

@@ -8,14 +8,16 @@ PYTEST_ARGS ?=
 .PHONY: install test test-unit demo sandbox lint clean publish-image runner-requirements bench bench-quick bench-original
 
 # uv (a package on PyPI) installs the same pinned wheels several times faster than pip;
-# when it cannot be installed, pip does the same job.
+# when it cannot be installed, or cannot install (uv does not read pip's configuration:
+# a private index or proxy certificate set up for pip), pip does the same job.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@if $(PY) -m pip install -q --disable-pip-version-check uv >/dev/null 2>&1; then \
-		echo "installing with uv"; \
-		$(VENV)/bin/uv pip install --python $(PY) -q -e '.[dev]'; \
+	@if $(PY) -m pip install -q --disable-pip-version-check uv >/dev/null 2>&1 \
+		&& echo "installing with uv" \
+		&& $(VENV)/bin/uv pip install --python $(PY) -q -e '.[dev]'; then \
+		:; \
 	else \
-		echo "uv unavailable: installing with pip"; \
+		echo "uv unavailable or failed: installing with pip"; \
 		$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'; \
 	fi
 	touch $@

@@ -26,13 +26,14 @@ import threading
 import time
 from typing import Any
 
+from bench_starters import ORIGINAL_PYTHON
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
-ORIGINAL_VENV = os.path.join(HERE, ".venv-original")
-ORIGINAL_PYTHON = os.path.join(ORIGINAL_VENV, "bin", "python")
-# covalent-ecs-plugin 0.32.0 registers every task with this image and no command.
-ORIGINAL_IMAGE = "public.ecr.aws/covalent/covalent-executor-base:stable"
-ORIGINAL_RUNNER = [ORIGINAL_PYTHON, os.path.join(HERE, "original", "runner_shim.py")]
+# The sandbox's process starters for the runs (bench_starters.py), loaded by the
+# sandbox's process from benchmarks/ (on its PYTHONPATH).
+FORK_SERVER = "bench_starters:ForkServerStarter"
+ORIGINAL_IMAGE_CMD = "bench_starters:OriginalImageStarter"
 GIB = 1024**3
 IDLE_WINDOW_S = 3.0
 
@@ -106,7 +107,7 @@ def _proc_cpu_s(pid: int) -> tuple[float, float]:
 
 def sandbox_cpu_s(sandbox: Any) -> dict[str, float]:
     """CPU seconds so far of the sandbox's server+agent process, and of its task
-    processes (reaped children of the sandbox and of its fork server)."""
+    processes (reaped children of the sandbox and of multiprocessing's fork server)."""
     pid = sandbox.health()["pid"]
     own, children = _proc_cpu_s(pid)
     for entry in os.listdir("/proc"):
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest N run through the original plugin (default 100; see docs/benchmarks.md)")
     parser.add_argument("--no-original", action="store_true", help="only this project's executor")
     parser.add_argument("--no-cold", action="store_true",
-                        help="skip the run without the sandbox's fork server")
+                        help="skip the run without the benchmark's fork server")
     parser.add_argument("--payload-gib", type=float, default=1.0, help="size of the big-payload runs")
     parser.add_argument("--sleep", type=float, default=0.5, help="seconds each task sleeps")
     parser.add_argument("--no-aws-limits", action="store_true",
@@ -326,10 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     from covalent_ecs_executor.sandbox import SandboxProcess
 
     limits = not args.no_aws_limits
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [HERE, env.get("PYTHONPATH")]))
     options: dict[str, Any] = {
-        "fork_server": True,
-        "image_commands": {ORIGINAL_IMAGE: ORIGINAL_RUNNER},
+        "starters": [FORK_SERVER, ORIGINAL_IMAGE_CMD],
         "aws_limits": limits,
+        "env": env,
     }
     report: dict[str, Any] = {
         "conditions": conditions(),
@@ -368,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         # the fork server's effect, and the fairer comparison with the original (whose
         # runner always starts cold).
         n = min(100, max(sizes))
-        cold = {k: v for k, v in options.items() if k != "fork_server"}
+        cold = {**options, "starters": [ORIGINAL_IMAGE_CMD]}
         _say(f"N={n} ours, cold runner starts (no fork server) ...")
         with SandboxProcess(**cold) as sandbox:
             row = batch(sandbox, "ours", n, sleep_s=args.sleep, timeout_s=120 + n * 3.0)

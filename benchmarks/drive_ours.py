@@ -21,8 +21,7 @@ cloudpickle = importlib.import_module("cloudpickle")
 workload = importlib.import_module("workload")
 executor_package = importlib.import_module("covalent_ecs_executor")
 ECSExecutor = executor_package.ECSExecutor
-ecs_module = importlib.import_module("covalent_ecs_executor.ecs")
-poller = importlib.import_module("covalent_ecs_executor.poller")
+events = importlib.import_module("covalent_ecs_executor.events")
 cloudpickle.register_pickle_by_value(workload)
 
 
@@ -31,7 +30,15 @@ async def main() -> None:
     config = driver_common.control(args.endpoint_url, "config")
     config["cache_dir"] = os.path.join(_HOME, "cache")
     timings: dict[str, dict] = {}
-    ecs_module.add_timings_listener(lambda t: timings.__setitem__(str(t["node_id"]), t))
+    cycles: list[dict] = []
+
+    def on_event(event: dict) -> None:
+        if event["event"] == events.TASK_FINISHED:
+            timings[str(event["node_id"])] = event
+        elif event["event"] == events.POLL_CYCLE:
+            cycles.append(event)
+
+    events.subscribe(on_event)
     document: dict = {"plugin": "ours", "n": args.n}
 
     if args.payload_bytes:
@@ -52,27 +59,18 @@ async def main() -> None:
         meta = {"dispatch_id": args.dispatch_id, "node_id": i, "results_dir": _HOME}
         return await executor.run(workload.sleep_then_return, [i, args.sleep], {}, meta)
 
-    async def sample_watched() -> None:
-        while True:
-            watched = sum(p.watched for per in poller._pollers.values() for p in per.values())
-            document["max_watched"] = max(document.get("max_watched", 0), watched)
-            await asyncio.sleep(0.1)
-
-    sampler = asyncio.get_running_loop().create_task(sample_watched())
     started = time.time()
     document["tasks"] = await driver_common.run_batch(args.n, run_one, timeout_s=args.timeout)
     document["wall_s"] = time.time() - started
-    sampler.cancel()
     for task in document["tasks"]:
         found = timings.get(str(task["index"]))
         if found:
             task["task_arn"] = found["task_arn"]
             task["runner_timings"] = found["timings"]
             task["exit_seen"] = found["exit_seen"]
-    # DescribeTasks cycles the executor's poller ran (one poller per loop and account).
-    document["poll_cycles"] = sum(
-        p.cycles for per_loop in poller._pollers.values() for p in per_loop.values()
-    )
+    # DescribeTasks cycles the executor's poller ran, and the most tasks one cycle watched.
+    document["poll_cycles"] = len(cycles)
+    document["max_watched"] = max((c["watched"] for c in cycles), default=0)
     document["idle"] = await driver_common.idle_calls(args.endpoint_url, args.idle)
     driver_common.emit(document)
 

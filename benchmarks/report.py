@@ -165,7 +165,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"other jobs: timings are noisy). Took {report.get('bench_seconds')} s.",
         "",
         f"- Sandbox AWS limits (token buckets): **{'enforced' if report['aws_limits_enforced'] else 'NOT enforced'}**.",
-        "- Runner tasks of this executor start from the sandbox's pre-warmed fork server "
+        "- Runner tasks of this executor start from the benchmark's pre-warmed fork server (bench_starters.py) "
         "(see the cold-start row); the original's runner always starts a cold interpreter.",
         f"- Original plugin: {original.get('package') or 'not installed (run benchmarks/setup_original.sh)'}"
         f", run up to N={original.get('max_n')}; its defaults (poll_freq 10 s).",
@@ -196,7 +196,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         n = cold[0]["n"]
         warm, c0 = _rows(_find(report, "ours", n)), _rows(cold[0])
         out += [
-            f"## Effect of the sandbox's fork server (this executor, N = {n})",
+            f"## Effect of the benchmark's fork server (this executor, N = {n})",
             "",
             "| metric | fork server | cold interpreter per task |",
             "|---|---|---|",

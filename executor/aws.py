@@ -8,23 +8,27 @@ JSON-serialisable (docs/facts.md, "Covalent's plugin interface").
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import botocore.session
+from boto3.exceptions import Boto3Error
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    EndpointConnectionError,
     NoCredentialsError,
-    NoRegionError,
     ProfileNotFound,
 )
+from botocore.exceptions import ConnectionError as EndpointUnreachable
+from botocore.parsers import ResponseParserError
 
 from covalent_ecs_runtime.contract import RUNNER_VERSION
 
@@ -40,6 +44,14 @@ from .errors import (
 # Every boto3 call runs in a thread (threads.py: control and transfer pools); each
 # client's connection pool serves both.
 MAX_POOL_CONNECTIONS = 64
+# botocore's own connect timeout; a command someone waits for at a terminal uses less.
+DEFAULT_CONNECT_TIMEOUT_S = 60.0
+# For a person at a terminal (`covalent-ecs infra ...`): an unreachable endpoint is
+# reported within seconds, not after ten attempts with backoff (~35 s when DNS fails).
+INTERACTIVE_MAX_ATTEMPTS = 3
+INTERACTIVE_CONNECT_TIMEOUT_S = 3.0
+# An error text longer than this is cut (an endpoint may answer with a whole page).
+MAX_MESSAGE_CHARS = 400
 
 _ACCESS_DENIED_CODES = {
     "AccessDenied",
@@ -63,6 +75,7 @@ class ConnectionSettings:
     endpoint_url: str
     retry_mode: str
     max_attempts: int
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
 
     @classmethod
     def of(cls, config: ExecutorConfig) -> ConnectionSettings:
@@ -111,6 +124,7 @@ class Clients:
                             "max_attempts": self.settings.max_attempts,
                         },
                         max_pool_connections=MAX_POOL_CONNECTIONS,
+                        connect_timeout=self.settings.connect_timeout_s,
                         user_agent_extra=f"covalent-ecs-executor/{RUNNER_VERSION}",
                     ),
                 )
@@ -166,14 +180,85 @@ def clients_for(config: ExecutorConfig) -> Clients:
         return _clients_by_settings[settings]
 
 
+def interactive_clients(config: ExecutorConfig) -> Clients:
+    """Clients for a command someone waits for: few attempts, a short connect timeout."""
+    settings = dataclasses.replace(
+        ConnectionSettings.of(config),
+        max_attempts=min(config.max_attempts, INTERACTIVE_MAX_ATTEMPTS),
+        connect_timeout_s=INTERACTIVE_CONNECT_TIMEOUT_S,
+    )
+    return Clients(settings)
+
+
+# What boto3 calls raise: AWS's answers, botocore's own failures, an unparsable answer,
+# and boto3's transfer-manager wrappers.
+_BOTO_ERRORS = (ClientError, BotoCoreError, ResponseParserError, Boto3Error)
+
+
 def call(method: Any, action: str, /, **kwargs: Any) -> Any:
-    """Call a boto3 method; translate botocore errors into ours, naming ``action``."""
+    """Call a boto3 method; translate botocore errors into ours, naming ``action``.
+
+    The translated error is always raised ``from`` the botocore one, so callers ask
+    ``has_code(err, ...)`` / ``is_unreachable(err)`` without importing botocore.
+    """
     try:
         return method(**kwargs)
-    except ClientError as err:
-        raise translate_client_error(err, action) from err
-    except (BotoCoreError, NoRegionError) as err:
-        raise translate_botocore_error(err, action) from err
+    except _BOTO_ERRORS as err:
+        raise translate(err, action) from _botocore_cause(err)
+
+
+def pages(client: Any, operation: str, action: str, /, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """``client.get_paginator(operation).paginate(**kwargs)``, translated like ``call``."""
+    try:
+        yield from client.get_paginator(operation).paginate(**kwargs)
+    except _BOTO_ERRORS as err:
+        raise translate(err, action) from _botocore_cause(err)
+
+
+def is_boto_error(err: BaseException) -> bool:
+    """Raised by boto3 / botocore (for boundaries that catch everything)."""
+    return isinstance(err, _BOTO_ERRORS)
+
+
+def translate(err: Exception, action: str) -> ECSExecutorError:
+    """Our error for a botocore (or boto3 transfer) error, naming ``action``."""
+    cause = _botocore_cause(err)
+    if isinstance(cause, ClientError):
+        return translate_client_error(cause, action)
+    return translate_botocore_error(cause, action)
+
+
+def _botocore_cause(err: Exception) -> Exception:
+    # boto3's transfer manager raises S3UploadFailedError while handling the ClientError
+    # that says why (its __context__): that one is translated.
+    context = err.__context__
+    if isinstance(err, Boto3Error) and isinstance(context, (ClientError, BotoCoreError)):
+        return context
+    return err
+
+
+def has_code(err: BaseException, *codes: str) -> bool:
+    """True when ``err`` was raised (by ``call``, ``pages``) from an AWS answer with one of
+    ``codes`` (e.g. ``"NoSuchKey"``, ``"404"``). Follows ``__cause__``, so an error that
+    wraps ours (a StagingError raised from it) answers too."""
+    found = _cause_of_type(err, ClientError)
+    return isinstance(found, ClientError) and error_code(found) in codes
+
+
+def is_unreachable(err: BaseException) -> bool:
+    """True when ``err`` came from reaching no AWS API at the endpoint: DNS, connection
+    refused, connect timeout, TLS, or an answer that is not an AWS API's."""
+    return _cause_of_type(err, (EndpointUnreachable, ResponseParserError)) is not None
+
+
+def _cause_of_type(
+    err: BaseException | None, kind: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    while err is not None:
+        if isinstance(err, kind):
+            return err
+        err = err.__cause__
+    return None
 
 
 def error_code(err: ClientError) -> str:
@@ -182,7 +267,7 @@ def error_code(err: ClientError) -> str:
 
 def translate_client_error(err: ClientError, action: str) -> ECSExecutorError:
     code = error_code(err)
-    message = err.response.get("Error", {}).get("Message", "") or str(err)
+    message = readable(err.response.get("Error", {}).get("Message", "") or str(err))
     if code in _ACCESS_DENIED_CODES:
         return AWSSetupError(
             f"could not {action}: AWS denied access ({code}: {message}). Check the "
@@ -216,14 +301,50 @@ def translate_botocore_error(err: Exception, action: str) -> ECSExecutorError:
     if isinstance(err, NoCredentialsError):
         return AWSSetupError(
             f"could not {action}: no AWS credentials found. Set credentials/profile in "
-            "[executors.ecs], or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role."
+            "[executors.ecs] (or the --credentials/--profile options of covalent-ecs "
+            "commands), or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role."
         )
-    if isinstance(err, EndpointConnectionError):
+    if isinstance(err, EndpointUnreachable):
+        endpoint = (getattr(err, "kwargs", None) or {}).get("endpoint_url", "the AWS endpoint")
         return AWSSetupError(
-            f"could not {action}: cannot reach the AWS endpoint ({err}). Check network access, "
-            "the region and endpoint_url / AWS_ENDPOINT_URL."
+            f"could not {action}: {endpoint} is unreachable ({_connection_cause(err)}). "
+            "Check network access, the region and endpoint_url / AWS_ENDPOINT_URL."
         )
-    return AWSSetupError(f"could not {action}: {err}")
+    if isinstance(err, ResponseParserError):
+        # Not an AWS answer: a proxy's or a crashed server's error page, or no body.
+        # botocore appends the body as a bytes repr after this sentence.
+        body = str(err).partition("Further retries may succeed:")[2].strip()
+        body = body[2:-1] if body[:2] in ("b'", 'b"') else body
+        return AWSSetupError(
+            f"could not {action}: the endpoint did not answer like AWS "
+            f"({readable(body) or 'an empty body'}). Check endpoint_url / AWS_ENDPOINT_URL "
+            "and any proxy in between."
+        )
+    return AWSSetupError(f"could not {action}: {readable(str(err))}")
+
+
+_HTML = re.compile(r"<\s*(!doctype\s+html|html|head|body)\b", re.IGNORECASE)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def readable(text: str) -> str:
+    """An error text as one short line; an HTML page becomes its title. Pure.
+
+    Endpoints that are not AWS (a proxy, a crashed emulator) answer with HTML pages,
+    which botocore passes on as the error message.
+    """
+    if _HTML.search(text):
+        title = _HTML_TITLE.search(text)
+        text = f"an HTML page: {title.group(1)}" if title else "an HTML page"
+    # Real newlines, and the escaped ones of a bytes repr.
+    line = " ".join(text.replace("\\n", " ").split())
+    return line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _connection_cause(err: Exception) -> str:
+    # urllib3 prefixes its reason with the connection's repr: keep only the reason.
+    cause = str((getattr(err, "kwargs", None) or {}).get("error") or err)
+    return readable(re.sub(r"^\w*Connection\w*\(host=[^)]*\): ", "", cause))
 
 
 _THROTTLE_CODES = {

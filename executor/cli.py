@@ -7,24 +7,107 @@ fast and a command's dependencies load only when it runs).
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
     from .aws import Clients
+
+
+class _Commands(TyperGroup):
+    """The CLI's one error boundary: an error a user can act on (bad input, a path that
+    cannot be read or written, AWS saying no) is one line on stderr and exit code 1,
+    never a traceback. Anything else is a bug and keeps its traceback. It also keeps
+    help from showing a value type (``<bool>``) on flags, which take no value."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as err:  # typer's own Exit/Abort/usage errors are not ours: re-raised
+            message = _user_error(err)
+            if message is None:
+                raise
+            raise _fail(message) from None
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _hide_flag_types([*command.params, command.get_help_option(ctx)])
+        return command
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        _hide_flag_types(params)
+        return params
+
+
+def _hide_flag_types(params: list[Any]) -> None:
+    # typer shows every option's type in help; an empty metavar shows none.
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+def _user_error(err: Exception) -> str | None:
+    """The one-line message for an error the user can act on; None for a bug."""
+    from .errors import ECSExecutorError
+
+    if isinstance(err, ECSExecutorError):
+        return str(err)
+    if isinstance(err, OSError):
+        return _describe_os_error(err)
+    from . import aws
+
+    if aws.is_boto_error(err):  # a call that did not go through aws.call
+        return str(aws.translate(err, "complete the command"))
+    return None
+
+
+def _describe_os_error(err: OSError) -> str:
+    """``<path>: <reason>``, saying which folder is missing when that is the reason."""
+    reason = err.strerror or str(err)
+    paths = [str(path) for path in (err.filename, err.filename2) if path is not None]
+    if not paths:
+        return reason
+    folder = os.path.dirname(os.path.abspath(paths[-1]))
+    if err.errno == errno.ENOENT and not os.path.isdir(folder):
+        reason += f" (there is no folder {folder})"
+    return f"{' -> '.join(paths)}: {reason}"
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        typer.echo(f"covalent-ecs {version('covalent-ecs-executor')}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     name="covalent-ecs",
     help="Tools for the Covalent ECS Fargate executor.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_Commands,
 )
 
 
-@app.command()
+class _Command(TyperCommand):
+    """A command run on its own (``python -m covalent_ecs_executor.sandbox``): no
+    ``<bool>`` on flags there either (in the group, ``_Commands`` sees to it)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        _hide_flag_types(params)
+        return params
+
+
 def sandbox(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
     write_conf: Annotated[
@@ -36,7 +119,9 @@ def sandbox(
     ] = None,
     state_dir: Annotated[
         Path | None,
-        typer.Option(help="Keep the sandbox's files here (default: a temporary directory)."),
+        typer.Option(
+            help="Keep the sandbox's files here (default: a temporary directory, removed on exit)."
+        ),
     ] = None,
     provision_delay: Annotated[
         float, typer.Option(help="Seconds a task spends PROVISIONING + PENDING.", min=0)
@@ -52,27 +137,51 @@ def sandbox(
             help="Throttle ECS calls like AWS (per-account token buckets, e.g. RunTask 100 burst, 40/s).",
         ),
     ] = False,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(help="Write JSON (endpoint_url, executor_config, pid) here once ready.", dir_okay=False),
+    ] = None,
+    starter: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="MODULE:ATTR",
+            help="A process starter for chosen tasks (its class or factory, importable here);"
+            " repeatable, asked in order before the default.",
+        ),
+    ] = None,
 ) -> None:
     """Run a local AWS API and Fargate agent (no AWS account needed) until Ctrl-C."""
     try:
         from .sandbox.foreground import serve
+        from .sandbox.starters import load_starter
     except ModuleNotFoundError as exc:  # moto is an optional dependency
         typer.echo(
             f"the sandbox needs {exc.name!r}: pip install 'covalent-ecs-executor[sandbox]'",
             err=True,
         )
         raise typer.Exit(1) from exc
-
+    try:
+        starters = [load_starter(path) for path in starter or []]
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--starter") from err
     raise typer.Exit(
         serve(
             port=port,
             state_dir=str(state_dir) if state_dir else None,
+            ready_file=str(ready_file) if ready_file else None,
             write_conf=str(write_conf) if write_conf else None,
             provision_delay_s=provision_delay,
             deprovision_delay_s=deprovision_delay,
             aws_limits=aws_limits,
+            starters=starters,
         )
     )
+
+
+app.command()(sandbox)
+# ``python -m covalent_ecs_executor.sandbox``: the same command, alone.
+sandbox_app = typer.Typer(add_completion=False)
+sandbox_app.command(cls=_Command)(sandbox)
 
 
 # ------------------------------------------------------------------ infra and doctor
@@ -81,6 +190,7 @@ infra_app = typer.Typer(
     help="The CloudFormation stack with everything the executor needs in one account/region.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_Commands,
 )
 app.add_typer(infra_app)
 
@@ -102,8 +212,12 @@ _StackName = Annotated[
 
 def _fail(message: str) -> typer.Exit:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    # escape: messages quote things like [executors.ecs], which Rich reads as markup.
+    # soft_wrap: no line breaks added, so a message stays one line however long.
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(1)
 
 
@@ -122,14 +236,15 @@ def _progress() -> Callable[[str], None]:
 
 
 def _connection(region: str, profile: str, credentials: str | None, endpoint_url: str) -> Clients:
-    """AWS clients for the connection options (validated before any AWS call)."""
+    """AWS clients for the connection options (validated before any AWS call); an
+    unreachable endpoint fails within seconds (aws.interactive_clients)."""
     from . import aws
     from .config import build_config
 
     given: dict[str, object] = {"region": region, "profile": profile, "endpoint_url": endpoint_url}
     if credentials is not None:
         given["credentials"] = credentials
-    return aws.clients_for(build_config(given, {}))
+    return aws.interactive_clients(build_config(given, {}))
 
 
 @infra_app.command("template")
@@ -156,6 +271,7 @@ def infra_deploy(
         typer.Option(
             "--parameter",
             "-p",
+            metavar="NAME=VALUE",
             help="Template parameter Name=Value (repeatable), e.g. -p LogRetentionDays=30; "
             "see `covalent-ecs infra template`.",
         ),
@@ -176,24 +292,22 @@ def infra_deploy(
     timeout: _Timeout = 1800,
 ) -> None:
     """Create (or update) the stack, with a line per stack event; print the config block."""
-    from .errors import ECSExecutorError
-    from .setup.conffile import toml_block, write_covalent_conf
+    from .setup.conffile import check_conf_writable, toml_block, write_covalent_conf
     from .setup.infra import check_stack_name, deploy, parse_parameters
 
-    try:
-        check_stack_name(stack_name)
-        parameters = parse_parameters(parameter or [])
-        clients = _connection(region, profile, credentials, endpoint_url)
-        values = deploy(
-            clients,
-            stack_name,
-            parameters,
-            echo=_progress(),
-            poll_interval_s=poll_interval,
-            timeout_s=timeout,
-        )
-    except ECSExecutorError as err:
-        raise _fail(str(err)) from None
+    check_stack_name(stack_name)
+    parameters = parse_parameters(parameter or [])
+    if write_conf:
+        check_conf_writable(str(write_conf))  # before minutes of deploying, not after
+    clients = _connection(region, profile, credentials, endpoint_url)
+    values = deploy(
+        clients,
+        stack_name,
+        parameters,
+        echo=_progress(),
+        poll_interval_s=poll_interval,
+        timeout_s=timeout,
+    )
     settings = clients.settings
     block = {
         "credentials": settings.credentials,
@@ -225,26 +339,22 @@ def infra_destroy(
     timeout: _Timeout = 1800,
 ) -> None:
     """Delete the stack and everything in it (staged objects, runner images, task logs)."""
-    from .errors import ECSExecutorError
     from .setup.infra import check_stack_name, destroy
 
-    try:
-        check_stack_name(stack_name)
-        clients = _connection(region, profile, credentials, endpoint_url)
-        if not yes:
-            typer.confirm(
-                f"Delete stack {stack_name}, its bucket's objects, runner images and logs?",
-                abort=True,
-            )
-        destroy(
-            clients,
-            stack_name,
-            echo=_progress(),
-            poll_interval_s=poll_interval,
-            timeout_s=timeout,
+    check_stack_name(stack_name)
+    clients = _connection(region, profile, credentials, endpoint_url)
+    if not yes:
+        typer.confirm(
+            f"Delete stack {stack_name}, its bucket's objects, runner images and logs?",
+            abort=True,
         )
-    except ECSExecutorError as err:
-        raise _fail(str(err)) from None
+    destroy(
+        clients,
+        stack_name,
+        echo=_progress(),
+        poll_interval_s=poll_interval,
+        timeout_s=timeout,
+    )
 
 
 @app.command()
@@ -266,16 +376,8 @@ def doctor(
     ] = False,
 ) -> None:
     """Check the configuration against the AWS account; exit 1 if anything is wrong."""
-    import json
-    import os
+    from .setup.doctor_report import main
 
-    from rich.console import Console
-    from rich.markup import escape
-
-    from .setup.conffile import default_conf_path, read_executor_section
-    from .setup.doctor import fail, run_checks, summary
-
-    path = str(conf) if conf else default_conf_path()
     overrides = {
         key: value
         for key, value in (
@@ -286,33 +388,9 @@ def doctor(
         )
         if value is not None
     }
-    if conf is None and not os.path.exists(path):
-        section: dict[str, object] = {}
-        checks = run_checks(overrides, section, source=f"{path} not found: defaults")
-    else:
-        try:
-            section = read_executor_section(path)
-        except (OSError, ValueError) as err:
-            checks = [fail("config", f"cannot read {path}: {err}", "give --conf an existing covalent.conf")]
-        else:
-            checks = run_checks(overrides, section, source=path)
-    report = summary(checks)
-    if json_output:
-        typer.echo(json.dumps(report, indent=2))
-    else:
-        console = Console(highlight=False, soft_wrap=True)
-        marks = {"ok": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]–[/]"}
-        for check in checks:
-            console.print(f"{marks[check.status]} [bold]{escape(check.name)}[/]: {escape(check.detail)}")
-            if check.fix:
-                console.print(f"    [yellow]fix:[/] {escape(check.fix)}")
-        failed = sum(check.status == "fail" for check in checks)
-        console.print(
-            f"\n{len(checks)} checks: {failed} failed"
-            if failed
-            else f"\n{len(checks)} checks: all passed"
-        )
-    raise typer.Exit(0 if report["ok"] else 1)
+    raise typer.Exit(main(str(conf) if conf else None, overrides, as_json=json_output))
+
+
 @app.command("publish-image")
 def publish_image(
     registry: Annotated[
@@ -356,36 +434,43 @@ def publish_image(
     ] = None,
 ) -> None:
     """Build the runner image without Docker and push it; prints the pushed reference last."""
-    from .errors import ECSExecutorError
     from .image import publish
 
     def report(line: str) -> None:
         typer.echo(line, err=True)
 
-    try:
-        platforms = publish.parse_platforms(platform or [])
-        config = publish.configured_executor()
-        repo = repository or config.ecr_repo_name
-        if registry:
-            target = publish.registry_target(registry, repo)
-        else:
-            from . import aws
+    # Every flag is checked before the network (and before covalent.conf is read).
+    if tag is not None:
+        publish.check_tag(tag)
+    if repository is not None:
+        publish.check_repository(repository, ecr=not registry)
+    platforms = publish.parse_platforms(platform or [])
+    config = publish.configured_executor()
+    repo = repository or config.ecr_repo_name
+    if registry:
+        target = publish.registry_target(registry, repo)
+    else:
+        from . import aws
 
-            target = publish.ecr_target(aws.clients_for(config), repo, report)
-        try:
-            result = publish.publish(
-                target, tag=tag, base_image=base_image, platforms=platforms, report=report
-            )
-        finally:
-            target.client.close()
-    except ECSExecutorError as err:
-        typer.echo(f"error: [{type(err).__name__}] {err}", err=True)
-        raise typer.Exit(1) from err
+        target = publish.ecr_target(aws.clients_for(config), repo, report)
+    try:
+        result = publish.publish(
+            target, tag=tag, base_image=base_image, platforms=platforms, report=report
+        )
+    finally:
+        target.client.close()
     typer.echo(result.reference)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Tools for the Covalent ECS Fargate executor."""
 
 

@@ -13,15 +13,28 @@ defaults written into covalent.conf cannot drift from the model.
 from __future__ import annotations
 
 import difflib
+import functools
+import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from . import fargate
 from .errors import ConfigError
+from .image.refs import ImageRef
 
 # Keys Covalent's base executor owns; accepted and kept as attributes, not validated here.
 COVALENT_BASE_KEYS = ("log_stdout", "log_stderr", "time_limit", "retries")
@@ -30,11 +43,15 @@ _SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")
 _SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# S3 general purpose bucket naming rules beyond the characters and length:
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+_BUCKET_BAD_NEIGHBOURS = ("..", ".-", "-.")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")  # cluster, task family
 _ROLE_RE = re.compile(r"^(arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}|[\w+=,.@-]{1,64})$")
 _LOG_GROUP_RE = re.compile(r"^[\w#./-]{1,512}$")
 _ECR_REPO_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
-_IMAGE_RE = re.compile(r"^[\w.-]+(:\d+)?(/[\w.-]+)*(:[\w.-]{1,128})?(@sha256:[0-9a-f]{64})?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 DEFAULT_CREDENTIALS_FILE = "~/.aws/credentials"
@@ -67,6 +84,34 @@ def as_list(value: str | list[str]) -> list[str]:
     if isinstance(value, str):
         return [value] if value else []
     return list(value)
+
+
+# What each number key accepts, said when it is NaN or infinite.
+_NUMBER_EXPECTED = {
+    "vcpu": "a Fargate size: one of " + ", ".join(f"{v:g}" for v in fargate.vcpu_choices()),
+    "memory": "a number of GB that Fargate offers with vcpu (0.5 to 120)",
+    "time_limit": "a number of seconds > 0, or -1 for no limit",
+    "start_timeout": "a number of seconds > 0, or -1 for no limit",
+    "poll_freq": "a number of seconds > 0 and at most 60",
+    "ephemeral_storage": f"a number of GiB: {FARGATE_DEFAULT_STORAGE_GIB} (Fargate's default) "
+    f"or {MIN_EPHEMERAL_STORAGE_GIB}-{MAX_EPHEMERAL_STORAGE_GIB}",
+    "launch_attempts": "a whole number from 1 to 10",
+    "max_attempts": "a whole number from 1 to 50",
+}
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """The regions of every AWS partition, from botocore's own data (no network)."""
+    from botocore.loaders import create_loader
+
+    partitions = create_loader().load_data("partitions")["partitions"]
+    return frozenset(
+        region
+        for partition in partitions
+        for region in partition.get("regions", {})
+        if not region.endswith("-global")  # pseudo regions of global endpoints
+    )
 
 
 class ExecutorConfig(BaseModel):
@@ -195,17 +240,30 @@ class ExecutorConfig(BaseModel):
     @field_validator("region")
     @classmethod
     def region_is_well_formed(cls, value: str) -> str:
-        if value and not _REGION_RE.match(value):
+        if value and value not in known_regions() and not _REGION_RE.match(value):
             raise ValueError("expected a region name such as 'us-east-1'")
         return value
 
     @field_validator("s3_bucket_name")
     @classmethod
     def bucket_name_follows_s3_rules(cls, value: str) -> str:
-        if not _BUCKET_RE.match(value) or ".." in value:
+        if not _BUCKET_RE.match(value):
             raise ValueError(
-                "S3 bucket names are 3-63 characters of lowercase letters, digits, '.' and '-'"
+                "S3 bucket names are 3-63 characters of lowercase letters, digits, '.' and "
+                "'-', starting and ending with a letter or digit"
             )
+        neighbours = [pair for pair in _BUCKET_BAD_NEIGHBOURS if pair in value]
+        if neighbours:
+            pairs = " or ".join(map(repr, neighbours))
+            raise ValueError(f"S3 bucket names may not contain {pairs}")
+        if _is_ip_address(value):
+            raise ValueError("S3 bucket names may not look like an IP address")
+        prefix = next((p for p in _BUCKET_RESERVED_PREFIXES if value.startswith(p)), None)
+        if prefix:
+            raise ValueError(f"S3 reserves bucket names starting {prefix!r}")
+        suffix = next((x for x in _BUCKET_RESERVED_SUFFIXES if value.endswith(x)), None)
+        if suffix:
+            raise ValueError(f"S3 reserves bucket names ending {suffix!r}")
         return value
 
     @field_validator("ecs_cluster_name", "ecs_task_family_name")
@@ -239,15 +297,15 @@ class ExecutorConfig(BaseModel):
     @field_validator("container_image_uri")
     @classmethod
     def image_is_a_reference(cls, value: str) -> str:
-        if value and not _IMAGE_RE.match(value):
-            raise ValueError("expected an image reference such as 'repo/name:tag'")
+        if value:
+            ImageRef.parse(value)  # a ConfigError is a ValueError: pydantic reports it
         return value
 
     @field_validator("endpoint_url")
     @classmethod
     def endpoint_is_an_http_url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("expected an http:// or https:// URL")
+        if value and not _is_http_url(value):
+            raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:4566")
         return value
 
     @field_validator("credentials")
@@ -283,10 +341,21 @@ class ExecutorConfig(BaseModel):
         "launch_attempts", "max_attempts", mode="before",
     )  # fmt: skip
     @classmethod
-    def number_is_not_a_bool(cls, value: Any) -> Any:
+    def number_is_finite_not_a_bool(cls, value: Any, info: ValidationInfo) -> Any:
         # pydantic reads True as 1: vcpu=True would silently become 1 vCPU.
         if isinstance(value, bool):
             raise ValueError("expected a number, not a boolean")
+        # NaN passes every comparison's negation (time_limit=nan meant "no limit") and
+        # inf overflows the MiB conversion: neither is a size or a duration.
+        if isinstance(value, (int, float, str)):
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            except ValueError:
+                return value  # not a number at all: pydantic says so
+            if not math.isfinite(number):
+                raise ValueError(f"expected {_NUMBER_EXPECTED[str(info.field_name)]}")
         return value
 
     @field_validator("cache_dir")
@@ -331,6 +400,36 @@ class ExecutorConfig(BaseModel):
             raise ValueError(str(err)) from None
         return self
 
+    @model_validator(mode="after")
+    def region_is_known_unless_endpoint_given(self) -> ExecutorConfig:
+        # An emulator (endpoint_url, or AWS_ENDPOINT_URL that '' defers to) may use
+        # any region name; AWS itself only has the regions botocore knows.
+        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", "")
+        if self.region and not endpoint and self.region not in known_regions():
+            close = difflib.get_close_matches(self.region, sorted(known_regions()), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "e.g. 'us-east-1'"
+            raise ValueError(
+                f"region={self.region!r} is not an AWS region botocore knows; {hint} (a "
+                "region newer than this botocore: upgrade boto3; an emulator: set endpoint_url)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def environment_fits_run_task_overrides(self) -> ExecutorConfig:
+        # launch.py imports this module: import it here, when a config is validated.
+        from .launch import MAX_OVERRIDES_CHARS, worst_case_overrides_chars
+
+        size = worst_case_overrides_chars(self)
+        if size > MAX_OVERRIDES_CHARS:
+            count = len(self.environment)
+            raise ValueError(
+                f"environment: with these {count} variable{'s' if count != 1 else ''} a task's "
+                f"RunTask overrides would be up to {size} characters; ECS accepts at most "
+                f"{MAX_OVERRIDES_CHARS}. Shorten the values (or the bucket name), or pass "
+                "large data as task arguments"
+            )
+        return self
+
     # ------------------------------------------------------------------ derived values
     @property
     def cpu_units(self) -> int:
@@ -364,6 +463,25 @@ class ExecutorConfig(BaseModel):
 
 
 CONFIG_KEYS = tuple(ExecutorConfig.model_fields)
+
+
+def _is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_http_url(value: str) -> bool:
+    if any(char.isspace() for char in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def plugin_defaults() -> dict[str, Any]:

@@ -25,17 +25,15 @@ import random
 import secrets
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from covalent._shared_files.config import get_config
 from covalent._shared_files.exceptions import TaskCancelledError, TaskRuntimeError
 from covalent.executor.base import AsyncBaseExecutor
 
 from covalent_ecs_runtime import contract
 
-from . import aws, failures, launch, livetasks, poller, staging, taskdefs, tasklogs, threads
+from . import aws, events, failures, launch, livetasks, poller, staging, taskdefs, tasklogs, threads
 from .config import CONFIG_KEYS, COVALENT_BASE_KEYS, ExecutorConfig, build_config, plugin_defaults
 from .errors import (
     ConfigError,
@@ -45,6 +43,8 @@ from .errors import (
     TaskStoppedError,
     TaskTimeoutError,
 )
+from .image.refs import default_runner_image
+from .setup.conffile import read_executor_section
 
 EXECUTOR_PLUGIN_NAME = "ECSExecutor"
 _EXECUTOR_PLUGIN_DEFAULTS = plugin_defaults()
@@ -64,23 +64,6 @@ _STUCK_HINTS = {
     "image, or no route from the subnet to ECR). ",
 }
 
-# Listeners told of every finished task's timings (benchmarks/): a module registry, as
-# executor attributes must stay JSON. Each gets {"dispatch_id", "node_id", "task_arn",
-# "timings", "exit_seen"}: the runner's envelope timings (contract.py) and when the
-# poller saw the container's exit (epoch seconds).
-TimingsListener = Callable[[dict[str, Any]], None]
-_timings_listeners: list[TimingsListener] = []
-
-
-def add_timings_listener(listener: TimingsListener) -> None:
-    _timings_listeners.append(listener)
-
-
-def remove_timings_listener(listener: TimingsListener) -> None:
-    if listener in _timings_listeners:
-        _timings_listeners.remove(listener)
-
-
 # Relaunch backoff: full jitter over an exponential step (2 s, 4 s, ...), capped.
 RELAUNCH_BACKOFF_S = 2.0
 RELAUNCH_BACKOFF_MAX_S = 30.0
@@ -99,11 +82,7 @@ _in_thread = threads.control
 
 
 def _config_from_file() -> dict[str, Any]:
-    try:
-        section = get_config("executors.ecs")
-    except (KeyError, TypeError):
-        return {}
-    return dict(section) if isinstance(section, dict) else {}
+    return read_executor_section(None) or {}
 
 
 @dataclass(frozen=True)
@@ -217,6 +196,13 @@ class ECSExecutor(AsyncBaseExecutor):
         """The validated configuration held in this object's (JSON) attributes."""
         return build_config({key: getattr(self, key) for key in CONFIG_KEYS}, {})
 
+    def __repr__(self) -> str:
+        # What a task would get; never credentials, profile or endpoint (a repr ends up
+        # in logs and Covalent's UI).
+        shown = ("vcpu", "memory", "ecs_cluster_name", "region", "capacity_provider")
+        values = ", ".join(f"{key}={getattr(self, key, None)!r}" for key in shown)
+        return f"{type(self).__name__}({values})"
+
     # ---------------------------------------------------------------------- Covalent
     async def run(
         self, function: Any, args: list[Any], kwargs: dict[str, Any], task_metadata: dict[str, Any]
@@ -296,7 +282,10 @@ class ECSExecutor(AsyncBaseExecutor):
             task.exited = True
             exit_seen = time.time()
         envelope = await self._collect(run, watcher, described, image_uri)
-        self._tell_listeners(run, task.task_arn, envelope, exit_seen)
+        events.emit(
+            events.TASK_FINISHED, dispatch_id=run.dispatch_id, node_id=run.node_id,
+            task_arn=task.task_arn, timings=dict(envelope.get("timings") or {}), exit_seen=exit_seen,
+        )  # fmt: skip
         return self._unpack(envelope)
 
     async def _relaunch_or_raise(self, err: ECSExecutorError, run: _Run, history: list[str]) -> _Run:
@@ -381,7 +370,7 @@ class ECSExecutor(AsyncBaseExecutor):
     def _image_uri(self, config: ExecutorConfig, clients: aws.Clients) -> str:
         if config.container_image_uri:
             return config.container_image_uri
-        return f"{clients.ecr_registry()}/{config.ecr_repo_name}:{contract.runner_image_tag()}"
+        return default_runner_image(clients.ecr_registry(), config.ecr_repo_name)
 
     def _task_definition(
         self, config: ExecutorConfig, clients: aws.Clients, image_uri: str
@@ -509,21 +498,6 @@ class ECSExecutor(AsyncBaseExecutor):
             memory_mib=memory_mib,
             result_uri=run.result_uri,
         )
-
-    @staticmethod
-    def _tell_listeners(
-        run: _Run, task_arn: str, envelope: dict[str, Any], exit_seen: float
-    ) -> None:
-        for listener in list(_timings_listeners):
-            listener(
-                {
-                    "dispatch_id": run.dispatch_id,
-                    "node_id": run.node_id,
-                    "task_arn": task_arn,
-                    "timings": dict(envelope.get("timings") or {}),
-                    "exit_seen": exit_seen,
-                }
-            )
 
     def _unpack(self, envelope: dict[str, Any]) -> Any:
         """Copy the task's output to the node's streams; return the value or raise."""

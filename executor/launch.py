@@ -20,7 +20,7 @@ from covalent_ecs_runtime import contract
 from . import aws, failures
 from .config import FARGATE_DEFAULT_STORAGE_GIB, ExecutorConfig, as_list
 from .errors import ConfigError, LaunchError
-from .staging import TaskKeys
+from .staging import TaskKeys, task_keys
 from .taskdefs import BASE_CPU_UNITS, BASE_MEMORY_MIB
 
 # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html
@@ -29,6 +29,11 @@ MAX_CLIENT_TOKEN_CHARS = 64
 MAX_STARTED_BY_CHARS = 128
 TAG_DISPATCH_ID = "covalent:dispatch-id"
 TAG_NODE_ID = "covalent:node-id"
+# The longest ids a task's overrides carry, for the size check at config time: Covalent's
+# dispatch ids are UUIDs (36 characters); node ids index a workflow's graph, and seven
+# digits cover ten million electrons.
+LONGEST_DISPATCH_ID = "00000000-0000-0000-0000-000000000000"
+LONGEST_NODE_ID = 9_999_999
 
 # Fargate's task-launch token bucket per account and region: burst 100, refill 20/s
 # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/throttling.html,
@@ -53,17 +58,10 @@ def task_environment(config: ExecutorConfig, dispatch_id: str, node_id: int | st
     }
 
 
-def build_run_task_request(
-    config: ExecutorConfig,
-    *,
-    task_definition_arn: str,
-    bucket: str,
-    keys: TaskKeys,
-    dispatch_id: str,
-    node_id: int | str,
-    attempt: str,
+def build_overrides(
+    config: ExecutorConfig, *, bucket: str, keys: TaskKeys, dispatch_id: str, node_id: int | str
 ) -> dict[str, Any]:
-    """The RunTask request. Pure; raises ConfigError when the overrides are too long."""
+    """RunTask's ``overrides``: the runner's command, its environment, the task's size. Pure."""
     container_override: dict[str, Any] = {
         "name": contract.CONTAINER_NAME,
         "command": contract.run_command(
@@ -80,7 +78,49 @@ def build_run_task_request(
         overrides["memory"] = str(config.memory_mib)
     if config.ephemeral_storage != FARGATE_DEFAULT_STORAGE_GIB:
         overrides["ephemeralStorage"] = {"sizeInGiB": config.ephemeral_storage}
-    size = len(json.dumps(overrides, separators=(",", ":")))
+    return overrides
+
+
+def overrides_chars(overrides: dict[str, Any]) -> int:
+    """The size ECS limits (MAX_OVERRIDES_CHARS): the overrides as compact JSON."""
+    return len(json.dumps(overrides, separators=(",", ":")))
+
+
+def worst_case_overrides_chars(config: ExecutorConfig) -> int:
+    """The largest overrides any task of ``config`` can have (config validation uses it):
+    the longest ids, and the last launch attempt's result key (the longest)."""
+    keys = task_keys(LONGEST_DISPATCH_ID, LONGEST_NODE_ID).for_attempt(config.launch_attempts)
+    return overrides_chars(
+        build_overrides(
+            config,
+            bucket=config.s3_bucket_name,
+            keys=keys,
+            dispatch_id=LONGEST_DISPATCH_ID,
+            node_id=LONGEST_NODE_ID,
+        )
+    )
+
+
+def build_run_task_request(
+    config: ExecutorConfig,
+    *,
+    task_definition_arn: str,
+    bucket: str,
+    keys: TaskKeys,
+    dispatch_id: str,
+    node_id: int | str,
+    attempt: str,
+) -> dict[str, Any]:
+    """The RunTask request. Pure; raises ConfigError when the overrides are too long.
+
+    The configuration refuses an environment that could make them too long
+    (``environment_fits_run_task_overrides``); this check is the last guard, for ids
+    longer than that bound assumes.
+    """
+    overrides = build_overrides(
+        config, bucket=bucket, keys=keys, dispatch_id=dispatch_id, node_id=node_id
+    )
+    size = overrides_chars(overrides)
     if size > MAX_OVERRIDES_CHARS:
         raise ConfigError(
             f"the task's RunTask overrides are {size} characters; ECS accepts at most "
@@ -133,7 +173,6 @@ class LaunchPacer:
         self._lock = threading.Lock()
         self._tokens = float(burst)
         self._updated = clock()
-        self.waited_s = 0.0  # total time callers were held back (benchmarks read it)
 
     def reserve(self, count: int = 1) -> float:
         """Take ``count`` launches; return how many seconds to wait before using them."""
@@ -143,7 +182,6 @@ class LaunchPacer:
             self._updated = now
             self._tokens -= count  # may go negative: later callers queue behind
             delay = max(0.0, -self._tokens / self.rate_per_s)
-            self.waited_s += delay
             return delay
 
     async def acquire(self, count: int = 1) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import aws, taskdefs
+from . import aws, events, taskdefs
 from .errors import AWSSetupError, LaunchError
 
 # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html
@@ -88,7 +88,7 @@ class TaskPoller:
         self._watches: dict[str, list[_Watch]] = {}
         self._latest: dict[str, dict[str, Any]] = {}
         self._loop_task: asyncio.Task[None] | None = None
-        self.cycles = 0  # DescribeTasks cycles run, for benchmarks and tests
+        self.cycles = 0  # DescribeTasks cycles run (throttling reports; events tell watchers)
         self.restarts = 0  # times the loop died with tasks watched and was restarted
         self._throttled_since: float | None = None
         self._throttled_logged = 0.0
@@ -183,6 +183,8 @@ class TaskPoller:
 
     async def _cycle(self) -> None:
         self.cycles += 1
+        started, started_clock, calls = time.time(), time.monotonic(), 0
+        watched = len(self._watches)
         by_cluster: dict[str, list[str]] = {}
         for arn, entries in list(self._watches.items()):
             for cluster in {e.cluster for e in entries}:
@@ -193,7 +195,12 @@ class TaskPoller:
                 response = await self._run_in_thread(
                     self._ecs.describe_tasks, cluster=cluster, tasks=chunk
                 )
+                calls += 1
                 self._settle(cluster, response)
+        events.emit(
+            events.POLL_CYCLE, watched=watched, describe_calls=calls, started=started,
+            duration_s=time.monotonic() - started_clock,
+        )  # fmt: skip
 
     def _settle(self, cluster: str, response: dict[str, Any]) -> None:
         for task in response.get("tasks", []):

@@ -16,10 +16,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import cloudpickle
-from botocore.exceptions import ClientError
 
 from . import aws
-from .errors import StagingError
+from .errors import ECSExecutorError, StagingError
 
 STAGING_ROOT = "covalent-ecs"
 _STREAM_CHUNK_BYTES = 1024 * 1024
@@ -75,16 +74,14 @@ def upload_payload(s3: Any, bucket: str, key: str, payload: Any, cache_dir: str)
         with os.fdopen(fd, "wb") as f:
             cloudpickle.dump(payload, f)
         size = os.path.getsize(path)
-        try:
-            s3.upload_file(path, bucket, key, ExtraArgs=_SSE)
-        except ClientError as err:
-            raise StagingError(
-                str(aws.translate_client_error(err, f"upload the task payload to s3://{bucket}/{key}"))
-            ) from err
-        except Exception as err:  # noqa: BLE001 - S3Transfer wraps errors in its own types
-            raise StagingError(
-                f"could not upload the task payload to s3://{bucket}/{key}: {err}"
-            ) from err
+        _staging_call(
+            s3.upload_file,
+            f"upload the task payload to s3://{bucket}/{key}",
+            Filename=path,
+            Bucket=bucket,
+            Key=key,
+            ExtraArgs=_SSE,
+        )
         return size
     finally:
         os.unlink(path)
@@ -93,13 +90,13 @@ def upload_payload(s3: Any, bucket: str, key: str, payload: Any, cache_dir: str)
 def download_result(s3: Any, bucket: str, key: str, cache_dir: str) -> dict[str, Any] | None:
     """The task's result envelope, or None when the runner never wrote one."""
     try:
-        response = s3.get_object(Bucket=bucket, Key=key)
-    except ClientError as err:
-        if aws.error_code(err) in ("NoSuchKey", "404"):
+        response = _staging_call(
+            s3.get_object, f"download the result s3://{bucket}/{key}", Bucket=bucket, Key=key
+        )
+    except StagingError as err:
+        if aws.has_code(err, "NoSuchKey", "404"):
             return None
-        raise StagingError(
-            str(aws.translate_client_error(err, f"download the result s3://{bucket}/{key}"))
-        ) from err
+        raise
     fd, path = tempfile.mkstemp(prefix="result-", suffix=".pkl", dir=_cache_dir(cache_dir))
     try:
         with os.fdopen(fd, "wb") as f:
@@ -117,15 +114,24 @@ def download_result(s3: Any, bucket: str, key: str, cache_dir: str) -> dict[str,
 def delete_task_objects(s3: Any, bucket: str, keys: TaskKeys, *, attempts: int = 1) -> None:
     """Delete the payload and every attempt's result of a task in one request."""
     objects = [{"Key": key} for key in (keys.payload, *keys.all_results(attempts))]
-    try:
-        response = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
-    except ClientError as err:
-        raise StagingError(
-            str(aws.translate_client_error(err, f"delete s3://{bucket}/{keys.prefix}*"))
-        ) from err
+    response = _staging_call(
+        s3.delete_objects,
+        f"delete s3://{bucket}/{keys.prefix}*",
+        Bucket=bucket,
+        Delete={"Objects": objects, "Quiet": True},
+    )
     errors = response.get("Errors") or []
     if errors:
         raise StagingError(
             f"could not delete staged objects under s3://{bucket}/{keys.prefix}: "
             + "; ".join(f"{e.get('Key')}: {e.get('Code')} {e.get('Message')}" for e in errors)
         )
+
+
+def _staging_call(method: Any, action: str, /, **kwargs: Any) -> Any:
+    """``aws.call``, with any failure reported as a StagingError (the message names the
+    s3:// object and, from aws.py, the cause: access denied, no bucket, throttling...)."""
+    try:
+        return aws.call(method, action, **kwargs)
+    except ECSExecutorError as err:
+        raise StagingError(str(err)) from err

@@ -16,12 +16,11 @@ import json
 import weakref
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from covalent_ecs_runtime import contract
 
 from . import aws
 from .config import ExecutorConfig
+from .errors import ECSExecutorError
 
 # The definition's own size: the smallest Fargate task. Tasks that ask for more get
 # task-level cpu/memory overrides, so every size shares this one definition.
@@ -95,14 +94,18 @@ def ensure_registered(ecs: Any, definition: dict[str, Any]) -> str:
     """ARN of an ACTIVE definition of this family, registering it when there is none."""
     family = definition["family"]
     try:
-        described = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+        described = aws.call(
+            ecs.describe_task_definition,
+            f"describe task definition {family}",
+            taskDefinition=family,
+        )["taskDefinition"]
         if described.get("status") == "ACTIVE":
             return str(described["taskDefinitionArn"])
-    except ClientError as err:
+    except ECSExecutorError as err:
         # ECS answers ClientException "Unable to describe task definition" for an
         # unknown family; anything else is a real error.
-        if aws.error_code(err) != "ClientException":
-            raise aws.translate_client_error(err, f"describe task definition {family}") from err
+        if not aws.has_code(err, "ClientException"):
+            raise
     registered = aws.call(
         ecs.register_task_definition, f"register task definition {family}", **definition
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from . import aws
+from .errors import ECSExecutorError
 
 LOG_TAIL_LINES = 40
 
@@ -15,14 +16,16 @@ def log_tail(logs: Any, group: str, stream: str, lines: int = LOG_TAIL_LINES) ->
     Never raises: a failure message must not be lost because the logs are unreadable.
     """
     try:
-        response = logs.get_log_events(
-            logGroupName=group, logStreamName=stream, limit=lines, startFromHead=False
+        response = aws.call(
+            logs.get_log_events,
+            f"read log stream {group}/{stream}",
+            logGroupName=group,
+            logStreamName=stream,
+            limit=lines,
+            startFromHead=False,
         )
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "")
-        if code == "ResourceNotFoundException":
+    except ECSExecutorError as err:
+        if aws.has_code(err, "ResourceNotFoundException"):
             return ""
-        return f"(could not read log stream {group}/{stream}: {code})"
-    except BotoCoreError as err:
-        return f"(could not read log stream {group}/{stream}: {err})"
+        return f"({err})"
     return "\n".join(event.get("message", "").rstrip("\n") for event in response.get("events", []))

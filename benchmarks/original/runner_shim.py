@@ -3,9 +3,10 @@
 covalent-ecs-plugin 0.32.0 registers every task with the image
 ``public.ecr.aws/covalent/covalent-executor-base:stable`` and no command: the image's
 default command runs ``covalent_aws_plugins/exec.py`` with the image's Python. The
-sandbox agent runs this file instead (``image_commands``), with the original plugin's
-venv's Python, in the task's environment (S3_BUCKET_NAME, COVALENT_TASK_FUNC_FILENAME,
-RESULT_FILENAME set by the plugin's task definition). Stood in, and nothing more:
+sandbox agent runs this file instead (``bench_starters.OriginalImageStarter``), with
+the original plugin's venv's Python, in the task's environment (S3_BUCKET_NAME,
+COVALENT_TASK_FUNC_FILENAME, RESULT_FILENAME set by the plugin's task definition).
+Stood in, and nothing more:
 
 * the image's ``/covalent`` work folder (hard-coded in exec.py) becomes the task's own
   working directory, as every container has its own ``/covalent``;

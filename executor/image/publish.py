@@ -34,9 +34,10 @@ from typing import Any
 
 from covalent_ecs_runtime import contract
 
-from ..errors import ECSExecutorError
+from ..errors import ConfigError, ECSExecutorError
 from . import layers, oci
-from .registry import Reference, RegistryClient, RegistryError, credentials_for
+from .refs import ImageRef
+from .registry import RegistryClient, RegistryError, credentials_for
 
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 ENV_CACHE_DIR = "COVALENT_ECS_PUBLISH_CACHE"
@@ -48,6 +49,11 @@ Report = Callable[[str], None]
 
 # OCI distribution spec tag grammar; 115 leaves room for "-<12 hex digits>".
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,114}$")
+# Repository names: the OCI distribution spec's grammar, and ECR's stricter one (2-256
+# characters, one separator between alphanumerics; CreateRepository's pattern).
+_OCI_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_OCI_REPOSITORY_RE = re.compile(rf"^{_OCI_COMPONENT}(?:/{_OCI_COMPONENT})*$")
+_ECR_REPOSITORY_RE = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
 def default_base_image() -> str:
@@ -63,6 +69,30 @@ def cache_dir() -> str:
     path = os.environ.get(ENV_CACHE_DIR) or os.path.expanduser("~/.cache/covalent-ecs/publish")
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` if the registry would accept it (and its digest-suffixed twin). Pure."""
+    if not _TAG_RE.match(tag):
+        raise ConfigError(
+            f"--tag {tag!r} is not a valid tag: use letters, digits, '_', '.', '-' (not "
+            "first), at most 115 characters (the digest-suffixed tag adds 13); leave "
+            "--tag out for this version's runner tag"
+        )
+    return tag
+
+
+def check_repository(repository: str, *, ecr: bool) -> str:
+    """``repository`` if ECR (or any OCI registry) would accept the name. Pure."""
+    if ecr and 2 <= len(repository) <= 256 and _ECR_REPOSITORY_RE.match(repository):
+        return repository
+    if not ecr and _OCI_REPOSITORY_RE.match(repository):
+        return repository
+    raise ConfigError(
+        f"--repository {repository!r} is not a valid repository name: use lowercase "
+        "letters and digits, with '.', '_' or '-' between them and '/' between path "
+        f"parts{' (2-256 characters in ECR)' if ecr else ''}, e.g. covalent-ecs-runner"
+    )
 
 
 def parse_platforms(values: list[str]) -> list[str]:
@@ -139,16 +169,16 @@ def registry_target(registry: str, repository: str) -> Target:
 
 def ecr_target(clients: Any, repository: str, report: Report) -> Target:
     """ECR of the configured account/region; creates ``repository`` if it is missing."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from .. import aws
 
     ecr = clients.ecr
     try:
-        ecr.describe_repositories(repositoryNames=[repository])
-    except ClientError as err:
-        if aws.error_code(err) != "RepositoryNotFoundException":
-            raise aws.translate_client_error(err, "look up the ECR repository") from err
+        aws.call(
+            ecr.describe_repositories, "look up the ECR repository", repositoryNames=[repository]
+        )
+    except ECSExecutorError as err:
+        if not aws.has_code(err, "RepositoryNotFoundException"):
+            raise
         aws.call(
             ecr.create_repository,
             f"create the ECR repository {repository!r}",
@@ -156,8 +186,6 @@ def ecr_target(clients: Any, repository: str, report: Report) -> Target:
             imageScanningConfiguration={"scanOnPush": True},
         )
         report(f"created ECR repository {repository} (scan on push)")
-    except BotoCoreError as err:  # no credentials, endpoint unreachable...
-        raise aws.translate_botocore_error(err, "look up the ECR repository") from err
     data = aws.call(ecr.get_authorization_token, "get an ECR login token")["authorizationData"][0]
     token = data["authorizationToken"]
     # The token is base64("AWS:<password>"), used as is in a Basic header (valid 12 h).
@@ -168,19 +196,14 @@ def ecr_target(clients: Any, repository: str, report: Report) -> Target:
 
 def configured_executor() -> Any:
     """The ``[executors.ecs]`` block of covalent.conf, validated (subnet etc. not needed)."""
-    from covalent._shared_files.config import get_config
-
     from ..config import build_config
+    from ..setup.conffile import default_conf_path, read_executor_section
 
-    try:
-        section = get_config("executors.ecs")
-    except (KeyError, TypeError):
-        section = {}
-    return build_config({}, dict(section) if isinstance(section, dict) else {})
+    return build_config({}, read_executor_section(default_conf_path()) or {})
 
 
 # -- the base image -----------------------------------------------------------------
-def _base_client(base: Reference, target: Target) -> RegistryClient:
+def _base_client(base: ImageRef, target: Target) -> RegistryClient:
     if base.registry == target.registry:
         return target.client
     return RegistryClient(base.registry, credentials=credentials_for(base.registry))
@@ -210,7 +233,7 @@ def _blob_path(cache: str, digest: str) -> str:
 
 
 def resolve_base(
-    client: RegistryClient, base: Reference, platforms: list[str], cache: str
+    client: RegistryClient, base: ImageRef, platforms: list[str], cache: str
 ) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
     """``platform -> (manifest digest, manifest, config)`` of the base image."""
     body, media_type, digest = client.get_manifest(base.repository, base.reference)
@@ -244,7 +267,7 @@ def resolve_base(
     return resolved
 
 
-def _check_python(base: Reference, config: dict[str, Any], report: Report) -> None:
+def _check_python(base: ImageRef, config: dict[str, Any], report: Report) -> None:
     """The base's Python must be the client's minor: cloudpickle is not portable across."""
     env = dict(item.partition("=")[::2] for item in (config.get("config") or {}).get("Env") or [])
     version = env.get("PYTHON_VERSION")
@@ -289,7 +312,7 @@ def image_environment() -> dict[str, str]:
 
 
 def build_images(
-    base: Reference,
+    base: ImageRef,
     resolved: dict[str, tuple[str, dict[str, Any], dict[str, Any]]],
     cache: str,
     report: Report,
@@ -429,14 +452,9 @@ def publish(
 ) -> PublishResult:
     """Build the runner image for ``platforms`` on ``base_image`` and push it to ``target``."""
     started = time.monotonic()
-    tag = tag or contract.runner_image_tag()
-    if not _TAG_RE.match(tag):
-        raise ECSExecutorError(
-            f"--tag {tag!r} is not a valid tag: use letters, digits, '_', '.', '-' (not "
-            "first), at most 115 characters (the digest-suffixed tag adds 13)"
-        )
+    tag = check_tag(contract.runner_image_tag() if tag is None else tag)
     platforms = platforms or list(DEFAULT_PLATFORMS)
-    base = Reference.parse(base_image or default_base_image())
+    base = ImageRef.parse(base_image or default_base_image())
     cache = cache_dir()
     report(f"publishing the runner image {target.registry}/{target.repository}:{tag}")
     report(f"base image {base} for {', '.join(platforms)}")

@@ -25,7 +25,6 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -33,11 +32,11 @@ import httpx
 
 from ..errors import ECSExecutorError
 from .oci import INDEX_TYPES, MANIFEST_TYPES
+from .refs import DOCKER_HUB
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _CHUNK = 1024 * 1024
 _ACCEPT_MANIFESTS = ", ".join((*INDEX_TYPES, *MANIFEST_TYPES))
-DOCKER_HUB = "registry-1.docker.io"
 
 
 class RegistryError(ECSExecutorError):
@@ -54,49 +53,6 @@ class RegistryUnreachableError(RegistryError):
 
 class NotFoundError(RegistryError):
     """The manifest or blob does not exist."""
-
-
-@dataclass(frozen=True)
-class Reference:
-    """``registry/repository[:tag][@digest]``."""
-
-    registry: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @classmethod
-    def parse(cls, ref: str) -> Reference:
-        ref = ref.strip()
-        rest, _, digest = ref.partition("@")
-        first, _, remainder = rest.partition("/")
-        if remainder and ("." in first or ":" in first or first == "localhost"):
-            registry, path = first, remainder
-        else:  # Docker Hub shorthand: python:3.11-slim -> library/python
-            registry, path = DOCKER_HUB, rest
-            if "/" not in path:
-                path = f"library/{path}"
-        repository, _, tag = path.partition(":")
-        if not repository or not re.fullmatch(r"[a-z0-9._/-]+", repository):
-            raise RegistryError(
-                f"image reference {ref!r} is not valid: expected registry/repository[:tag][@sha256:...]"
-            )
-        if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-            raise RegistryError(f"image reference {ref!r} has a malformed digest {digest!r}")
-        return cls(registry, repository, tag or (None if digest else "latest"), digest or None)
-
-    @property
-    def reference(self) -> str:
-        """What the manifest endpoint takes: the digest if any, else the tag."""
-        return self.digest or self.tag or "latest"
-
-    def __str__(self) -> str:
-        text = f"{self.registry}/{self.repository}"
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
 
 
 def base_url(registry: str) -> str:

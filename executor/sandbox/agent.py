@@ -11,24 +11,20 @@ tasks through ECS's states, writing them straight onto moto's task objects:
          should notice the container's exit before the task is STOPPED).
 
 The container's argv is the definition's ``entryPoint`` + (the override's ``command``,
-else the definition's). A python interpreter name as argv[0] becomes this process's
-own interpreter, unless the image has a root file system registered (``image_roots``,
-see image_roots.py): then the argv runs unchanged inside it, chrooted. The
-environment is what the container would see: the definition's
-``environment``, the override's on top, plus AWS endpoint/credentials/region pointing
-at the sandbox, HOME (a per-task directory, also the cwd) and the host's PATH.
+else the definition's). Its environment is what the container would see: the
+definition's ``environment``, the override's on top, plus AWS endpoint/credentials/
+region pointing at the sandbox, HOME (a per-task directory, also the cwd) and the
+host's PATH. How that becomes a process is the starters' business (starters.py): the
+first of ``AgentSettings.starters`` that accepts the task starts it, else a plain
+subprocess on this host (``HostStarter``).
 
 Like ECS, the agent reports: image pull failures (CannotPullContainerError, no exit
-code, TaskFailedToStart); StopTask (SIGTERM to the process group, SIGKILL after
+code, TaskFailedToStart); StopTask (SIGTERM to the container, SIGKILL after
 ``stop_timeout_s``; UserInitiated); memory over the task's limit (SIGKILL, exit 137,
 OutOfMemoryError), checked from /proc every ``memory_check_interval_s``.
 
 Scripted faults (faults.py) are picked per task when the agent adopts it, matched by
 the task's ``COVALENT_ECS_TASK`` label, and applied with the same words ECS uses.
-
-Options for benchmarks: ``fork_server`` starts runner tasks by forking a pre-warmed
-process (forkserver.py) instead of a cold interpreter; ``image_commands`` gives the
-argv for an image whose container has no entryPoint/command (the image's default CMD).
 
 Only reads and writes moto objects (never HTTP), so nothing it does is counted.
 """
@@ -39,7 +35,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -49,24 +44,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .faults import Fault, FaultBook, task_label
-from .forkserver import ForkServer, forkable
-from .image_roots import image_root
 from .images import image_pull_error
 from .log_pump import AwsLogsSink, OutputPump, awslogs_stream_name
 from .moto_patches import utc_now
-from .procs import exit_code_from_returncode, group_rss_bytes, signal_group
+from .procs import exit_code_from_returncode, group_rss_bytes
+from .starters import ContainerSpec, HostStarter, ProcessStarter, TaskProcess
 
 # ECS's words, so a client's failure classification sees what it would see on AWS.
 STOP_CODE_EXITED = "EssentialContainerExited"
 STOP_CODE_FAILED_TO_START = "TaskFailedToStart"
-STOP_CODE_USER = "UserInitiated"
 STOP_CODE_SPOT = "SpotInterruption"
 REASON_SPOT = "Your Spot Task was interrupted."
 REASON_EXITED = "Essential container in task exited"
 REASON_OOM = "OutOfMemoryError: Container killed due to memory usage"
 EXIT_CODE_OOM = 137
 
-_PYTHON_NAME = re.compile(r"^python(3(\.\d+)?)?$")
 _SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 # After the process exits, wait this long at most for its output pipe to drain (a
 # grandchild may hold it open; the agent kills the group, so this is a backstop).
@@ -74,14 +66,6 @@ _OUTPUT_DRAIN_S = 2.0
 _DEPROVISION_STEPS = ("DEACTIVATING", "STOPPING", "DEPROVISIONING")
 
 TaskEventListener = Callable[[str, "TaskRun"], None]
-
-
-def effective_argv(entry_point: list[str] | None, command: list[str] | None) -> list[str]:
-    """entryPoint + command, with a python interpreter name swapped for ours."""
-    argv = list(entry_point or []) + list(command or [])
-    if argv and _PYTHON_NAME.match(os.path.basename(argv[0])):
-        argv[0] = sys.executable
-    return argv
 
 
 def mask_env(env: dict[str, str]) -> dict[str, str]:
@@ -102,14 +86,8 @@ class AgentSettings:
     memory_check_interval_s: float = 0.1
     log_flush_interval_s: float = 0.2
     tick_s: float = 0.025
-    # image reference -> OCI bundle dir: run that image's tasks chrooted (image_roots.py)
-    image_roots: dict[str, str] = field(default_factory=dict)
-    # Start runner tasks by forking a pre-warmed server (forkserver.py) instead of a
-    # cold interpreter: many tasks on few cores (benchmarks).
-    fork_server: bool = False
-    # image -> argv run when a container has no entryPoint/command: stands in for an
-    # image's default CMD (e.g. another plugin's runner image, for benchmarks).
-    image_commands: dict[str, list[str]] = field(default_factory=dict)
+    # Asked in order for each task; HostStarter takes what none accepts (starters.py).
+    starters: tuple[ProcessStarter, ...] = ()
 
 
 @dataclass
@@ -127,7 +105,7 @@ class TaskRun:
     argv: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     pid: int | None = None
-    process: Any = None  # subprocess.Popen or forkserver.ForkedProcess
+    process: TaskProcess | None = None
     pump: OutputPump | None = None
     log_stream: str | None = None
     exit_code: int | None = None
@@ -191,7 +169,8 @@ class FargateAgent:
         self._next_memory_check = 0.0
         self._next_flush = 0.0
         self._thread = threading.Thread(target=self._loop, name="sandbox-agent", daemon=True)
-        self._fork_server = ForkServer() if settings.fork_server else None
+        self._host = HostStarter()
+        self._starters = (*settings.starters, self._host)
 
     # -- called from moto's request threads (TaskHooks) -----------------------------
     def task_created(self, task: Any) -> None:
@@ -213,10 +192,11 @@ class FargateAgent:
         self._thread.join(timeout=10)
         for run in self._active:
             if run.process is not None:
-                signal_group(run.process.pid, signal.SIGKILL)
+                run.process.send_signal(signal.SIGKILL)
                 run.process.wait()
-        if self._fork_server is not None:
-            self._fork_server.stop()
+        for starter in self._starters:
+            with contextlib.suppress(Exception):  # one starter's failure must not stop the rest
+                starter.close()
 
     def records(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -344,53 +324,52 @@ class FargateAgent:
             return
         override = _container_override(task, container.name)
         command = override["command"] if "command" in override else definition.get("command")
-        root = image_root(self.settings.image_roots, definition.get("image", ""))
-        if root is None:
-            run.argv = effective_argv(definition.get("entryPoint"), command) or list(
-                self.settings.image_commands.get(definition.get("image", ""), [])
-            )
-        else:  # the image's own interpreter, inside its root file system
-            run.argv = list(definition.get("entryPoint") or []) + list(command or [])
-        if fault == "exit_without_result":
+        argv = list(definition.get("entryPoint") or []) + list(command or [])
+        starter: ProcessStarter | None = None
+        if fault == "exit_without_result":  # the fault replaces the container, on the host
             assert run.fault is not None
-            run.argv = [sys.executable, "-c", _EXIT_WITHOUT_RESULT.format(code=run.fault.exit_code)]
-        if not run.argv:
-            self._fail_to_start(
-                run,
-                "CannotStartContainerError: the sandbox cannot run an image's default"
-                " command; give the container an entryPoint or command",
-            )
-            return
+            argv = [sys.executable, "-c", _EXIT_WITHOUT_RESULT.format(code=run.fault.exit_code)]
+            starter = self._host
         work_dir = os.path.join(self.settings.work_dir, run.task_id)
         os.makedirs(work_dir, exist_ok=True)
+        run.argv = argv
         run.env = self._environment(task, definition, override, home=work_dir)
-        if root is not None:
-            run.env = root.environment(run.env)
         sink, error = self._log_sink(run)
         if error:
             self._fail_to_start(run, error)
             return
+        read_fd = -1
         try:
             if sink is not None:
                 read_fd, write_fd = os.pipe()
-                stdout: Any = write_fd
             else:
-                read_fd, write_fd = -1, -1
-                stdout = open(os.path.join(work_dir, "output.log"), "ab")  # noqa: SIM115
+                output_log = os.path.join(work_dir, "output.log")
+                write_fd = os.open(output_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
-                process = self._start_process(run, work_dir, stdout, root)
+                spec = ContainerSpec(
+                    task_arn=run.task_arn,
+                    image=definition.get("image", ""),
+                    argv=argv,
+                    env=run.env,
+                    cwd=work_dir,
+                    output_fd=write_fd,
+                )
+                if starter is None:
+                    starter = next(s for s in self._starters if s.accepts(spec))
+                process = starter.start(spec)
             finally:
-                if sink is not None:
-                    os.close(write_fd)
-                else:
-                    stdout.close()
-        except OSError as exc:
+                os.close(write_fd)  # the container holds its own copy (starters.py)
+        except BaseException as exc:
             if read_fd >= 0:
                 os.close(read_fd)
+            if not isinstance(exc, OSError):
+                raise  # a starter's bug: the loop fails this task as a SandboxAgentError
             self._fail_to_start(run, f"CannotStartContainerError: {exc}")
             return
         run.process = process
         run.pid = process.pid
+        run.argv = list(process.argv)
+        run.env = dict(process.env)
         if sink is not None:
             run.pump = OutputPump(read_fd, sink, name=f"sandbox-logs-{run.task_id[:8]}")
         run.started_at = time.time()
@@ -402,23 +381,6 @@ class FargateAgent:
             assert run.fault is not None
             run.fault_due = now + run.fault.after_s
         self._emit("started", run)
-
-    def _start_process(self, run: TaskRun, work_dir: str, stdout: Any, root: Any = None) -> Any:
-        # A chrooted image (image_roots) runs its own interpreter: never forked.
-        if root is None and self._fork_server is not None and forkable(run.argv):
-            fd = stdout if isinstance(stdout, int) else stdout.fileno()
-            return self._fork_server.spawn(run.argv, env=run.env, cwd=work_dir, output_fd=fd)
-        return subprocess.Popen(
-            run.argv,
-            env=run.env,
-            cwd=work_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group: StopTask/OOM kill all of it
-            close_fds=True,
-            preexec_fn=root.enter() if root is not None else None,
-        )
 
     def _environment(
         self, task: Any, definition: dict[str, Any], override: dict[str, Any], *, home: str
@@ -482,21 +444,21 @@ class FargateAgent:
             run.fault_due = None
             self._strike(run)
         if run.stop_requested and run.term_sent_at is None:
-            signal_group(process.pid, signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)
             run.term_sent_at = now
         elif (
             run.term_sent_at is not None
             and not run.killed
             and now - run.term_sent_at >= self.settings.stop_timeout_s
         ):
-            signal_group(process.pid, signal.SIGKILL)
+            process.send_signal(signal.SIGKILL)
             run.killed = True
         returncode = process.poll()
         if returncode is None:
             return
         # The container is gone once its main process exits: like Docker tearing down
         # the PID namespace, kill whatever the process left behind.
-        signal_group(process.pid, signal.SIGKILL)
+        process.send_signal(signal.SIGKILL)
         run.exit_code = EXIT_CODE_OOM if run.oom else exit_code_from_returncode(returncode)
         run.exited_at = now
         run.phase = "EXITED"
@@ -507,7 +469,7 @@ class FargateAgent:
         assert run.process is not None and run.fault is not None
         if run.fault.kind == "oom":
             run.oom = True
-            signal_group(run.process.pid, signal.SIGKILL)
+            run.process.send_signal(signal.SIGKILL)
             return
         task = run.task
         if task.desired_status != "STOPPED":
@@ -518,19 +480,23 @@ class FargateAgent:
         run.stop_requested = True  # SIGTERM, then SIGKILL after stop_timeout_s
 
     def _check_memory(self) -> None:
+        # A container without a host process (pid None) has no memory to measure.
         limited = {
-            run.process.pid: run
+            run.process.pid: (run, run.process)
             for run in self._active
-            if run.phase == "RUNNING" and run.process is not None and run.memory_limit_mib
+            if run.phase == "RUNNING"
+            and run.process is not None
+            and run.process.pid is not None
+            and run.memory_limit_mib
         }
         if not limited:
             return
         for pgid, rss in group_rss_bytes(set(limited)).items():
-            run = limited[pgid]
+            run, process = limited[pgid]
             run.peak_rss_bytes = max(run.peak_rss_bytes, rss)
             if not run.oom and rss > (run.memory_limit_mib or 0) * 1024 * 1024:
                 run.oom = True
-                signal_group(pgid, signal.SIGKILL)
+                process.send_signal(signal.SIGKILL)
 
     def _flush(self, run: TaskRun, *, partial_after_s: float) -> None:
         if run.pump is not None:

@@ -2,9 +2,9 @@
 
 Prints the endpoint, the ``[executors.ecs]`` block to paste into covalent.conf and an
 ``export AWS_ENDPOINT_URL=...`` hint, then one line per task start and stop.
-Optionally writes the block into a covalent.conf (``write_conf``) and a JSON ready
-file (``ready_file``: written atomically once the sandbox is seeded; what
-``SandboxProcess`` waits for).
+Optionally writes the block into a covalent.conf (``write_conf``, checked writable
+before the sandbox starts) and a JSON ready file (``ready_file``: written atomically
+once the sandbox is seeded; what ``SandboxProcess`` waits for).
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..setup.conffile import toml_block, write_covalent_conf
 from .agent import TaskRun
 from .sandbox import Sandbox
+from .starters import ProcessStarter
 
 Echo = Callable[[str], None]
 
@@ -41,6 +43,30 @@ def write_ready_file(path: str, sandbox: Sandbox) -> None:
     os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
+def conf_write_problem(path: str) -> str | None:
+    """Why ``path`` cannot take the ``[executors.ecs]`` block, or None.
+
+    Tries what writing it does (create the folder, write a file beside it, read the
+    existing conf) so that an unwritable path is refused before the sandbox starts.
+    """
+    import toml  # covalent's own config library, as conffile.py uses
+
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        probe = f"{path}.tmp"
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+        if os.path.exists(path):
+            with open(path) as f:
+                toml.load(f)
+    except OSError as err:
+        return f"cannot write {path}: {err.strerror or err}"
+    except toml.TomlDecodeError as err:
+        return f"cannot update {path}: it is not valid TOML ({err})"
+    return None
+
+
 def describe_task_event(event: str, run: TaskRun) -> str:
     short_id = run.task_id[:8]
     if event == "started":
@@ -61,21 +87,19 @@ def serve(
     provision_delay_s: float = 0.2,
     deprovision_delay_s: float = 0.3,
     aws_limits: bool = False,
-    fork_server: bool = False,
-    image_commands: dict[str, list[str]] | None = None,
+    starters: Sequence[ProcessStarter] = (),
     echo: Echo = _echo,
 ) -> int:
+    """Run until SIGINT/SIGTERM; 0, or 1 when ``write_conf`` cannot be written."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
 
-    if write_conf and not state_dir:
-        # The conf names the credentials file: keep it (and the state) next to the conf
-        # rather than in a temporary directory removed on exit.
-        state_dir = os.path.join(
-            os.path.dirname(os.path.abspath(write_conf)), "covalent-ecs-sandbox"
-        )
+    problem = conf_write_problem(write_conf) if write_conf else None
+    if problem:
+        print(f"error: {problem}", file=sys.stderr, flush=True)
+        return 1
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     sandbox = Sandbox(
         host=host,
@@ -84,12 +108,15 @@ def serve(
         provision_delay_s=provision_delay_s,
         deprovision_delay_s=deprovision_delay_s,
         aws_limits=aws_limits,
-        fork_server=fork_server,
-        image_commands=image_commands,
+        starters=starters,
         on_task_event=lambda event, run: echo(describe_task_event(event, run)),
     )
     try:
-        sandbox.start()
+        try:
+            sandbox.start()
+        except OSError as err:  # e.g. an unwritable --state-dir
+            print(f"error: cannot start the sandbox: {err}", file=sys.stderr, flush=True)
+            return 1
         config = sandbox.executor_config
         echo(f"covalent-ecs sandbox: AWS API and local Fargate agent at {sandbox.endpoint_url}")
         echo(f"(started in {sandbox.started_in_s:.2f} s; state in {sandbox.state_dir})")
@@ -105,10 +132,17 @@ def serve(
         echo(f"  export AWS_SHARED_CREDENTIALS_FILE={config['credentials']} AWS_PROFILE=sandbox")
         echo("")
         if write_conf:
-            write_covalent_conf(write_conf, config)
+            try:
+                write_covalent_conf(write_conf, config)
+            except (OSError, ValueError) as err:  # changed since the check above
+                print(f"error: cannot write {write_conf}: {err}", file=sys.stderr, flush=True)
+                return 1
             echo(f"wrote [executors.ecs] into {write_conf}")
-            if not port:
-                echo("(the port changes on every start: pass --port N to keep this conf valid)")
+            if not port or not state_dir:
+                echo(
+                    "(it names this run's port and credentials file: pass --port N and"
+                    " --state-dir DIR to keep it valid across restarts)"
+                )
         if ready_file:
             write_ready_file(ready_file, sandbox)
         echo("Ctrl-C stops it.")

@@ -1,15 +1,16 @@
 """Run a task inside a real image's root file system (opt-in, for testing images).
 
 By default the local agent runs a container's command with the host's interpreter.
-When an image reference is registered with an OCI runtime bundle (the directory
-``umoci unpack`` makes: ``config.json`` + ``rootfs/``), the agent runs the container's
-argv unchanged inside ``chroot rootfs`` instead, with the image's environment, user and
-working directory, plus the task's environment (AWS endpoint, credentials, overrides) —
-what Fargate would do with that image. The task gets a private mount namespace with
-/proc and the host's /dev mounted in the image (as a container runtime would: psutil,
-which dask imports, reads /proc; multiprocessing needs /dev/shm), gone when it ends. Needs root (unshare, mount, chroot).
+``ImageRootStarter`` (a process starter, starters.py) maps image references to OCI
+runtime bundles (the directory ``umoci unpack`` makes: ``config.json`` + ``rootfs/``);
+a task of such an image runs its container's argv unchanged inside ``chroot rootfs``,
+with the image's environment, user and working directory, plus the task's environment
+(AWS endpoint, credentials, overrides): what Fargate would do with that image. The
+task gets a private mount namespace with /proc and the host's /dev mounted in the
+image (as a container runtime would: psutil, which dask imports, reads /proc;
+multiprocessing needs /dev/shm), gone when it ends. Needs root (unshare, mount, chroot).
 
-    Sandbox(image_roots={"127.0.0.1:5000/runner@sha256:...": "/tmp/bundle"})
+    Sandbox(starters=[ImageRootStarter({"127.0.0.1:5000/runner@sha256:...": "/tmp/bundle"})])
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from .starters import ContainerSpec, TaskProcess, start_process_group
 
 # libc is loaded here, not in the forked child (no dlopen between fork and exec).
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -86,7 +89,21 @@ def _check(result: int, what: str) -> None:
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def image_root(roots: Mapping[str, str], image: str) -> ImageRoot | None:
-    """The registered bundle for ``image``, or None (the agent's default behaviour)."""
-    bundle = roots.get(image)
-    return ImageRoot.from_bundle(bundle) if bundle else None
+class ImageRootStarter:
+    """Starts the tasks of the registered images (image reference -> bundle dir) chrooted."""
+
+    def __init__(self, roots: Mapping[str, str]) -> None:
+        self._roots = dict(roots)
+
+    def accepts(self, spec: ContainerSpec) -> bool:
+        return spec.image in self._roots
+
+    def start(self, spec: ContainerSpec) -> TaskProcess:
+        root = ImageRoot.from_bundle(self._roots[spec.image])
+        # The image's own interpreter: the argv runs as the image would run it.
+        return start_process_group(
+            spec.argv, spec, env=root.environment(spec.env), preexec_fn=root.enter()
+        )
+
+    def close(self) -> None:
+        pass

@@ -4,7 +4,8 @@ The sandbox has no registry: an image reference only has to resolve. An ECR URI
 (``<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>`` or ``...@sha256:<digest>``)
 must name a repository and an image (tag or digest) that exist in moto's ECR backend,
 as a real pull would need; any other reference (Docker Hub, public.ecr.aws, ...) is
-treated as pullable. The agent always runs the container's command on the host.
+treated as pullable. How a pulled image's container then runs is up to the agent's
+process starters (starters.py).
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ What the patched ECS does:
   the ``covalent-ecs infra`` stack's network is visible to ``doctor`` and deletes;
   an AWS::IAM::Role's inline ``Policies`` read back as JSON, as IAM returns them;
   deleting a stack deletes its AWS::ECS::Cluster (INACTIVE, as DeleteCluster does).
+* A stack whose resource cannot be created fails as on AWS: CreateStack answers with
+  the stack id, the resource's event is CREATE_FAILED with the reason, and the stack
+  rolls back as ``OnFailure`` says (instead of a half-made stack that answers HTTP 500).
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ def install(hooks: TaskHooks | None) -> None:
         _patch_cloudformation_route_tables()
         _patch_cloudformation_role_policies()
         _patch_cloudformation_cluster_delete()
+        _patch_cloudformation_failed_create()
         _installed = True
 
 
@@ -381,3 +385,106 @@ def _patch_cloudformation_cluster_delete() -> None:
         ecs_models.ecs_backends[account_id][region_name].delete_cluster(self.arn)
 
     ecs_models.Cluster.delete = delete_cluster  # type: ignore[attr-defined]
+
+
+_FAILED_RESOURCE = "_covalent_ecs_failed_resource"
+
+
+def _patch_cloudformation_failed_create() -> None:
+    # moto 5.2.5 creates a stack's resources inside CreateStack and lets the first
+    # resource error escape as CreateStack's answer, leaving the half-made stack in
+    # place: its outputs name a resource that was never made, so every DescribeStacks
+    # answers HTTP 500 and the stack can never be deleted. CloudFormation accepts the
+    # stack, marks the resource CREATE_FAILED with the reason and then, as OnFailure
+    # says, rolls back (ROLLBACK, the default: ROLLBACK_COMPLETE, deletable), deletes
+    # the stack (DELETE) or leaves it CREATE_FAILED (DO_NOTHING).
+    from moto.cloudformation import parsing
+    from moto.cloudformation.models import Event, OutputMap, Stack
+    from moto.cloudformation.responses import CloudFormationResponse
+
+    original_create_resource = parsing.parse_and_create_resource
+
+    def parse_and_create_resource(
+        logical_id: str, resource_json: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        try:
+            return original_create_resource(logical_id, resource_json, *args, **kwargs)
+        except Exception as err:
+            # Resources are created lazily through their references: the innermost
+            # one is the resource that failed.
+            if not hasattr(err, _FAILED_RESOURCE):
+                setattr(err, _FAILED_RESOURCE, (logical_id, resource_json.get("Type", "")))
+            raise
+
+    original_create_resources = Stack.create_resources
+
+    def create_resources(self: Any) -> None:
+        try:
+            original_create_resources(self)
+        except Exception as err:
+            failed = getattr(err, _FAILED_RESOURCE, None)
+            if failed is None:
+                raise
+            logical_id, resource_type = failed
+            self.events.append(
+                Event(
+                    self.stack_id, self.name, logical_id, "", resource_type, "CREATE_FAILED",
+                    _reason(err), None,
+                )
+            )
+            self.status = "CREATE_FAILED"
+            self._add_stack_event(
+                "CREATE_FAILED",
+                resource_status_reason=f"The following resource(s) failed to create: [{logical_id}].",
+            )
+            # A stack that failed to create has no outputs (they name missing resources).
+            self.output_map = OutputMap(self.resource_map, {}, self.stack_id)
+
+    original_response = CloudFormationResponse.create_stack
+
+    def create_stack(self: Any) -> ActionResult:
+        result = original_response(self)
+        backend = self.cloudformation_backend
+        name = self._get_param("StackName")
+        stack = next((s for s in backend.stacks.values() if s.name == name), None)
+        if stack is not None and stack.status == "CREATE_FAILED":
+            on_failure = self._get_param("OnFailure") or (
+                "DO_NOTHING" if self._get_bool_param("DisableRollback", False) else "ROLLBACK"
+            )
+            if on_failure != "DO_NOTHING":
+                _roll_back(backend, stack, delete_stack=on_failure == "DELETE")
+        return result
+
+    parsing.parse_and_create_resource = parse_and_create_resource
+    Stack.create_resources = create_resources  # type: ignore[method-assign]
+    CloudFormationResponse.create_stack = create_stack  # type: ignore[method-assign]
+
+
+def _roll_back(backend: Any, stack: Any, *, delete_stack: bool) -> None:
+    """Delete what a failed creation made; with ``delete_stack`` the stack goes too."""
+    begin, failed, done = (
+        ("DELETE_IN_PROGRESS", "DELETE_FAILED", "DELETE_COMPLETE")
+        if delete_stack
+        else ("ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED", "ROLLBACK_COMPLETE")
+    )
+    stack.status = begin
+    stack._add_stack_event(begin, resource_status_reason="The stack failed to create.")
+    try:
+        stack.resource_map.delete()
+    except Exception as err:  # noqa: BLE001 - any moto error: the stack stays, deletable
+        stack.status = failed
+        stack._add_stack_event(failed, resource_status_reason=_reason(err))
+        return
+    stack.status = done
+    stack._add_stack_event(done)
+    if delete_stack:
+        backend.stacks.pop(stack.stack_id, None)
+        backend.deleted_stacks[stack.stack_id] = stack
+
+
+def _reason(err: Exception) -> str:
+    """A resource error as CloudFormation shows it: the service's code and message."""
+    code = getattr(err, "error_type", None) or getattr(err, "code", None)
+    if isinstance(code, str):  # moto's service errors carry AWS's code and message
+        return f"{code}: {getattr(err, 'message', None) or err}"
+    return f"{type(err).__name__}: {err}"

@@ -5,7 +5,9 @@ file, waits (bounded) until the child has written it, and gives a ``SandboxClien
 the same surface as ``Sandbox`` (endpoint_url, executor_config, calls, reset_calls,
 tasks, client) over the control API, so a test session, a Covalent server and
 benchmarks can share one sandbox over HTTP. On exit it sends SIGTERM (the child stops
-its task processes) and SIGKILL if the child does not end in time.
+its task processes) and SIGKILL if the child does not end in time. Process starters
+(starters.py) cross the process boundary as ``MODULE:ATTR`` paths the child imports
+(``--starter``): put their folder on the child's ``PYTHONPATH`` through ``env``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 from .clients import make_client
@@ -109,8 +112,7 @@ class SandboxProcess:
         python: str = sys.executable,
         env: dict[str, str] | None = None,
         aws_limits: bool = False,
-        fork_server: bool = False,
-        image_commands: dict[str, list[str]] | None = None,
+        starters: Sequence[str] = (),
     ) -> None:
         self._port = port
         self._aws_limits = aws_limits
@@ -120,8 +122,7 @@ class SandboxProcess:
         self._stop_timeout_s = stop_timeout_s
         self._python = python
         self._env = env
-        self._fork_server = fork_server
-        self._image_commands = dict(image_commands or {})
+        self._starters = list(starters)
         self._process: subprocess.Popen[bytes] | None = None
         self._state_dir: str | None = None
         self.client: SandboxClient | None = None
@@ -146,10 +147,8 @@ class SandboxProcess:
             argv += ["--deprovision-delay", str(deprovision)]
         if self._aws_limits:
             argv.append("--aws-limits")
-        if self._fork_server:
-            argv += ["--fork-server"]
-        for image, command in self._image_commands.items():
-            argv += ["--image-command", f"{image}={json.dumps(command)}"]
+        for starter in self._starters:
+            argv += ["--starter", starter]
         env = dict(os.environ if self._env is None else self._env)
         # The package imports covalent, which writes its config/db under $HOME unless
         # told otherwise: keep the child's inside the state dir.

@@ -3,8 +3,10 @@
 Starting one resets moto's in-process backends, patches moto (moto_patches.py),
 starts the HTTP server (server.py) and the agent (agent.py), then seeds the account
 (seed.py). With ``aws_limits=True`` the API throttles like AWS (limits.py); faults
-for chosen tasks or calls are scripted with ``add_fault`` (faults.py). Stopping it kills every task process it started, stops both threads and
-removes its state directory if it made one. moto's backends are process-global, so
+for chosen tasks or calls are scripted with ``add_fault`` (faults.py); ``starters``
+change how chosen tasks' containers start (starters.py). Stopping it kills every task
+process it started, closes the starters, stops both threads and removes its state
+directory if it made one. moto's backends are process-global, so
 only one Sandbox may run per process at a time (use ``SandboxProcess`` for more).
 """
 
@@ -15,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from . import moto_patches
@@ -26,6 +29,7 @@ from .faults import FaultBook
 from .limits import AwsLimits
 from .seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, seed
 from .server import ApiServer, FaultPolicy, SandboxMiddleware, ThrottlingPolicy
+from .starters import ProcessStarter
 
 _running_lock = threading.Lock()
 
@@ -45,11 +49,9 @@ class Sandbox:
         deprovision_delay_s: float = 0.3,
         stop_timeout_s: float = 2.0,
         enforce_memory: bool = True,
-        fork_server: bool = False,
-        image_commands: dict[str, list[str]] | None = None,
         on_task_event: TaskEventListener | None = None,
         aws_limits: bool = False,
-        image_roots: dict[str, str] | None = None,
+        starters: Sequence[ProcessStarter] = (),
     ) -> None:
         self._host = host
         self._port = port
@@ -59,10 +61,7 @@ class Sandbox:
             "deprovision_delay_s": deprovision_delay_s,
             "stop_timeout_s": stop_timeout_s,
             "enforce_memory": enforce_memory,
-            # image reference -> OCI bundle: run it chrooted (image_roots.py; tests images)
-            "image_roots": dict(image_roots or {}),
-            "fork_server": fork_server,
-            "image_commands": dict(image_commands or {}),
+            "starters": tuple(starters),
         }
         self._on_task_event = on_task_event
         self._counter = CallCounter()

@@ -9,7 +9,7 @@ sandbox-internal clients, so nothing is counted):
   ecs-tasks.amazonaws.com; the task role may read and write the staging prefix),
 * a VPC with one public subnet (default route to an internet gateway, as tasks with
   ``assign_public_ip`` need to reach ECR) and a security group (egress only),
-* the ECR repository ``covalent-ecs-runner`` with an image tagged
+* the ECR repository ``covalent-ecs-sandbox-runner`` with an image tagged
   ``contract.runner_image_tag()``, so the executor's default image is pullable,
 * a shared-credentials file with a ``[sandbox]`` profile (fake keys) in ``state_dir``,
 
@@ -40,7 +40,9 @@ LOG_GROUP = "/covalent-ecs/sandbox/tasks"
 TASK_FAMILY = "covalent-ecs-task"
 EXECUTION_ROLE = "ecsTaskExecutionRole"
 TASK_ROLE = "CovalentFargateTaskRole"
-ECR_REPOSITORY = "covalent-ecs-runner"
+# Not the template's default repository (covalent-ecs-runner): `covalent-ecs infra deploy`
+# with its defaults must be able to create that one in the sandbox.
+ECR_REPOSITORY = "covalent-ecs-sandbox-runner"
 VPC_CIDR = "10.42.0.0/16"
 SUBNET_CIDR = "10.42.1.0/24"
 NAME_TAG = "covalent-ecs-sandbox"

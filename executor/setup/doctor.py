@@ -1,50 +1,59 @@
 """``covalent-ecs doctor``: check a configuration against the AWS account before a workflow.
 
-Each check gives one ``Check`` (ok / fail / skip) with what was found and, on failure,
-the fix. Checks run in order and later ones are skipped when what they need failed
-(no credentials: no AWS check; no subnet: no route check). The configuration is
-validated first (``config.build_config``), before any AWS call.
+The checks are one table, ``CHECKS``: each row names a check, its function, the facts
+it needs from earlier checks and the facts it gives when it passes. A check function
+takes its facts as keyword arguments and returns an ``Outcome``; a check whose facts
+are missing (because the check giving them failed) is listed as not checked, with the
+check that failed. Adding a check is adding a row and a function. What a check judges
+is a pure function in ``doctor_rules`` (``judge_config``, ``ecr_route``...), tested
+without AWS; ``doctor_report`` renders the results.
 
-What is checked (README "Setting up AWS" lists the same):
-config, launch settings, credentials/region, bucket (exists, in the caller's account),
-bucket writable (put + delete under the staging prefix), cluster (ACTIVE), execution
-role (exists, trusted by ecs-tasks.amazonaws.com, may pull the image and write logs),
-task role (exists, trusted, may read/write the staging prefix), subnet and security
-group (exist, one VPC, outbound HTTPS), route to ECR (public IP + internet gateway,
-NAT gateway, or VPC endpoints), log group, runner image (in ECR, this version's tag).
-
-Only read calls are made, plus one small object put and deleted in the bucket.
+The first two checks read and validate the configuration, before any AWS call. The
+AWS clients doctor uses connect with a short timeout and few attempts, so an
+unreachable endpoint is reported within seconds. Only read calls are made, plus one
+small object put and deleted in the bucket.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
-
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import Any
 
 from covalent_ecs_runtime import contract
 
-from .. import aws, taskdefs
-from ..config import ExecutorConfig, build_config
+from .. import aws
+from ..config import ExecutorConfig
 from ..errors import ConfigError, ECSExecutorError
-from ..image.refs import parse_ecr_image
+from ..image.refs import default_runner_image, parse_ecr_image
 from ..staging import STAGING_ROOT
-from . import iampolicy
+from . import conffile, iampolicy
+from .doctor_rules import (
+    Outcome,
+    Status,
+    ecr_route,
+    execution_role_needs,
+    failed,
+    judge_cluster,
+    judge_config,
+    judge_log_group,
+    judge_role,
+    judge_runner_image,
+    judge_security_group,
+    not_checked,
+    passed,
+    unreachable_fix,
+)
 
-Status = Literal["ok", "fail", "skip"]
-ECS_TASKS_SERVICE = "ecs-tasks.amazonaws.com"
-# Doctor fails fast: a missing endpoint should not cost the config's full retry budget.
-DOCTOR_MAX_ATTEMPTS = 3
-# What a task in a subnet without internet access needs to reach (AWS docs:
-# https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html).
-REQUIRED_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "s3", "logs")
+IAM_FIX = "see README 'IAM roles and policies' for what doctor reads"
 
 
 @dataclass(frozen=True)
 class Check:
+    """One line of the report: a check's name, status, what was found, and the fix."""
+
     name: str
     status: Status
     detail: str
@@ -54,514 +63,372 @@ class Check:
         return asdict(self)
 
 
-class _Failed(Exception):
-    """A check failed; carries its detail and fix."""
+class Failed(Exception):
+    """Raised by a helper deep inside a check: the check failed with this detail and fix."""
 
-    def __init__(self, detail: str, fix: str = "") -> None:
+    def __init__(self, detail: str, fix: str) -> None:
         super().__init__(detail)
         self.detail = detail
         self.fix = fix
 
 
-def ok(name: str, detail: str) -> Check:
-    return Check(name, "ok", detail)
+@dataclass(frozen=True)
+class Row:
+    name: str
+    check: Callable[..., Outcome]
+    needs: tuple[str, ...]
+    gives: tuple[str, ...] = ()
 
 
-def fail(name: str, detail: str, fix: str = "") -> Check:
-    return Check(name, "fail", detail, fix)
+# Facts every run starts with: where covalent.conf is, and the command-line overrides.
+INPUTS = ("conf_path", "overrides")
 
 
-def skip(name: str, detail: str) -> Check:
-    return Check(name, "skip", detail)
-
-
-# ---------------------------------------------------------------------- entry point
-def run_checks(
-    given: Mapping[str, Any], from_file: Mapping[str, Any], *, source: str = ""
-) -> list[Check]:
-    """Every check for ``given`` (overrides) over ``from_file`` ([executors.ecs])."""
-    return list(_checks(given, from_file, source))
-
-
-def _checks(given: Mapping[str, Any], from_file: Mapping[str, Any], source: str) -> Iterator[Check]:
+# ---------------------------------------------------------------------- the checks
+def check_config(*, conf_path: str, overrides: Mapping[str, Any]) -> Outcome:
     try:
-        config = build_config(given, from_file)
+        section = conffile.read_executor_section(conf_path)
     except ConfigError as err:
-        lines = str(err).splitlines()
-        for problem in [line.strip() for line in lines[1:]] or [str(err)]:
-            yield fail("config", problem, f"fix it in {source or '[executors.ecs]'}")
-        return
-    yield ok("config", f"valid ({source})" if source else "valid")
-    try:
-        config.require_launch_settings()
-    except ConfigError as err:
-        yield fail(
-            "launch settings",
+        if isinstance(err.__cause__, OSError):
+            return failed(str(err), f"make {conf_path} readable, or give --conf another file")
+        return failed(
             str(err),
-            "`covalent-ecs infra deploy --write-conf PATH` writes a complete block",
+            f"correct the TOML syntax of {conf_path} at that line (the file exists; a key "
+            'reads e.g. region = "us-east-1" under [executors.ecs])',
         )
-        return
+    return judge_config(conf_path, os.path.exists(conf_path), section, overrides)
 
-    config = config.model_copy(update={"max_attempts": min(config.max_attempts, DOCTOR_MAX_ATTEMPTS)})
+
+def check_launch_settings(*, validated_config: ExecutorConfig) -> Outcome:
     try:
-        clients = aws.clients_for(config)
-        identity = clients.sts.get_caller_identity()
+        validated_config.require_launch_settings()
     except ConfigError as err:
-        yield fail("credentials", str(err), "set region/profile/credentials in [executors.ecs]")
-        return
-    except (ClientError, BotoCoreError) as err:
-        translated = (
-            aws.translate_client_error(err, "look up the caller (sts:GetCallerIdentity)")
-            if isinstance(err, ClientError)
-            else aws.translate_botocore_error(err, "look up the caller (sts:GetCallerIdentity)")
+        return failed(str(err), "`covalent-ecs infra deploy --write-conf PATH` writes a complete block")
+    return passed(
+        f"subnet {validated_config.ecs_task_subnet_id}, security group "
+        f"{validated_config.ecs_task_security_group_id}",
+        config=validated_config,
+    )
+
+
+def check_credentials(*, config: ExecutorConfig) -> Outcome:
+    try:
+        # Doctor fails fast: an unreachable endpoint should cost neither the config's
+        # full retry budget nor botocore's 60 s connect timeout.
+        clients = aws.interactive_clients(config)
+    except ConfigError as err:
+        return failed(
+            str(err),
+            "set region/profile/credentials in [executors.ecs] (or --region/--profile/--credentials)",
         )
-        yield fail(
-            "credentials",
-            str(translated),
-            "set credentials/profile in [executors.ecs], or AWS_ACCESS_KEY_ID/"
-            "AWS_SECRET_ACCESS_KEY, or run where an instance/task role applies",
+    sts = clients.sts
+    try:
+        identity = aws.call(sts.get_caller_identity, "look up the caller (sts:GetCallerIdentity)")
+    except ECSExecutorError as err:
+        if aws.is_unreachable(err):
+            return failed(str(err), unreachable_fix(sts.meta.endpoint_url))
+        return failed(
+            str(err),
+            "set credentials/profile in [executors.ecs] (or --credentials/--profile), or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance/task role applies",
         )
-        return
     account = identity["Account"]
-    yield ok("credentials", f"{identity['Arn']} (account {account}), region {clients.region}")
-
-    context = _Context(config, clients, account)
-    for name, check in context.checks():
-        try:
-            yield check()
-        except _Failed as err:
-            yield fail(name, err.detail, err.fix)
-        except ECSExecutorError as err:
-            yield fail(name, str(err), "see README 'IAM roles and policies' for what doctor reads")
-        except ClientError as err:
-            yield fail(name, str(aws.translate_client_error(err, f"check the {name}")))
-        except BotoCoreError as err:
-            yield fail(name, str(aws.translate_botocore_error(err, f"check the {name}")))
-        except ValueError as err:  # a policy document that is not JSON
-            yield fail(name, f"could not read what AWS answered: {err}")
+    return passed(
+        f"{identity['Arn']} (account {account}), region {clients.region}",
+        clients=clients,
+        account=account,
+    )
 
 
-# ------------------------------------------------------------------------- checks
-class _Context:
-    """One configuration against one account: the checks after credentials."""
+def check_bucket(*, config: ExecutorConfig, clients: aws.Clients, account: str) -> Outcome:
+    bucket = config.s3_bucket_name
+    try:
+        # ExpectedBucketOwner: S3 answers 403 when the bucket is another account's, so a
+        # look-alike bucket someone else owns is never used for staging.
+        aws.call(
+            clients.s3.head_bucket, f"read s3://{bucket}", Bucket=bucket, ExpectedBucketOwner=account
+        )
+    except ECSExecutorError as err:
+        if aws.has_code(err, "404", "NoSuchBucket"):
+            return failed(
+                f"s3://{bucket} does not exist",
+                "`covalent-ecs infra deploy` creates one; or set s3_bucket_name",
+            )
+        if aws.has_code(err, "403", "AccessDenied"):
+            return failed(
+                f"s3://{bucket} is not a bucket of account {account} (or this identity may "
+                "not read it)",
+                "use a bucket in your account (s3_bucket_name), or grant s3:ListBucket on it",
+            )
+        raise
+    return passed(f"s3://{bucket} exists in account {account}", bucket=bucket)
 
-    def __init__(self, config: ExecutorConfig, clients: aws.Clients, account: str) -> None:
-        self.config = config
-        self.clients = clients
-        self.account = account
-        self.partition = clients.partition
-        self.region = clients.region
-        self.vpc_id: str | None = None
-        self.subnet_ok = False
-        self.bucket_ok = False
 
-    def checks(self) -> list[tuple[str, Callable[[], Check]]]:
-        return [
-            ("bucket", self.bucket),
-            ("bucket writable", self.bucket_writable),
-            ("cluster", self.cluster),
-            ("execution role", self.execution_role),
-            ("task role", self.task_role),
-            ("subnet", self.subnet),
-            ("security group", self.security_group),
-            ("route to ECR", self.route_to_ecr),
-            ("log group", self.log_group),
-            ("runner image", self.runner_image),
-        ]
-
-    # -- S3 --------------------------------------------------------------------------
-    def bucket(self) -> Check:
-        bucket = self.config.s3_bucket_name
-        try:
-            # ExpectedBucketOwner: S3 answers 403 when the bucket is another account's,
-            # so a look-alike bucket someone else owns is never used for staging.
-            self.clients.s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=self.account)
-        except ClientError as err:
-            code = aws.error_code(err)
-            if code in ("404", "NoSuchBucket"):
-                raise _Failed(
-                    f"s3://{bucket} does not exist",
-                    "`covalent-ecs infra deploy` creates one; or set s3_bucket_name",
-                ) from err
-            if code in ("403", "AccessDenied"):
-                raise _Failed(
-                    f"s3://{bucket} is not a bucket of account {self.account} (or this identity "
-                    "may not read it)",
-                    "use a bucket in your account (s3_bucket_name), or grant s3:ListBucket on it",
-                ) from err
+def check_bucket_writable(*, clients: aws.Clients, account: str, bucket: str) -> Outcome:
+    key = f"{STAGING_ROOT}/doctor-{secrets.token_hex(6)}"
+    s3 = clients.s3
+    try:
+        aws.call(
+            s3.put_object, f"put s3://{bucket}/{key}", Bucket=bucket, Key=key,
+            Body=b"covalent-ecs doctor", ServerSideEncryption="AES256",
+            ExpectedBucketOwner=account,
+        )  # fmt: skip
+        aws.call(
+            s3.delete_object, f"delete s3://{bucket}/{key}", Bucket=bucket, Key=key,
+            ExpectedBucketOwner=account,
+        )  # fmt: skip
+    except ECSExecutorError as err:
+        if aws.is_unreachable(err):
             raise
-        self.bucket_ok = True
-        return ok("bucket", f"s3://{bucket} exists in account {self.account}")
-
-    def bucket_writable(self) -> Check:
-        if not self.bucket_ok:
-            return skip("bucket writable", "needs the bucket")
-        bucket = self.config.s3_bucket_name
-        key = f"{STAGING_ROOT}/doctor-{secrets.token_hex(6)}"
-        s3 = self.clients.s3
-        try:
-            s3.put_object(
-                Bucket=bucket, Key=key, Body=b"covalent-ecs doctor", ServerSideEncryption="AES256",
-                ExpectedBucketOwner=self.account,
-            )
-            s3.delete_object(Bucket=bucket, Key=key, ExpectedBucketOwner=self.account)
-        except ClientError as err:
-            raise _Failed(
-                f"cannot put and delete s3://{bucket}/{key}: {aws.error_code(err)}: "
-                f"{err.response.get('Error', {}).get('Message', '')}",
-                f"allow s3:PutObject, s3:GetObject, s3:DeleteObject on "
-                f"arn:{self.partition}:s3:::{bucket}/{STAGING_ROOT}/* for this identity",
-            ) from err
-        return ok("bucket writable", f"put and deleted s3://{bucket}/{key}")
-
-    # -- ECS -------------------------------------------------------------------------
-    def cluster(self) -> Check:
-        name = self.config.ecs_cluster_name
-        found = aws.call(self.clients.ecs.describe_clusters, "describe the cluster", clusters=[name])
-        clusters = found.get("clusters") or []
-        if not clusters:
-            raise _Failed(
-                f"ECS cluster {name} does not exist in {self.region}",
-                "`covalent-ecs infra deploy` creates one; or set ecs_cluster_name",
-            )
-        cluster = clusters[0]
-        if cluster.get("status") != "ACTIVE":
-            raise _Failed(
-                f"ECS cluster {name} is {cluster.get('status')} (deleted clusters stay INACTIVE)",
-                "create it again (`covalent-ecs infra deploy`) or set ecs_cluster_name",
-            )
-        providers = cluster.get("capacityProviders") or []
-        # On-demand tasks launch with launchType FARGATE, which every cluster accepts;
-        # Spot goes through a capacity provider strategy, which needs the provider.
-        wanted = self.config.capacity_provider
-        if wanted != "FARGATE" and wanted not in providers:
-            raise _Failed(
-                f"capacity_provider = {wanted!r}, but cluster {name} has no {wanted} capacity "
-                f"provider (it has: {', '.join(providers) or 'none'})",
-                f"attach it (`aws ecs put-cluster-capacity-providers --cluster {name} "
-                "--capacity-providers FARGATE FARGATE_SPOT --default-capacity-provider-strategy "
-                "capacityProvider=FARGATE,weight=1`; the `covalent-ecs infra` stack has it), "
-                'or set capacity_provider = "FARGATE"',
-            )
-        detail = ", ".join(providers) if providers else "launch type FARGATE (no capacity providers)"
-        return ok("cluster", f"{name} is ACTIVE; {detail}")
-
-    # -- IAM -------------------------------------------------------------------------
-    def _role(self, name_or_arn: str, key: str) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
-        name = name_or_arn.rsplit("/", 1)[-1]
-        iam = self.clients.iam
-        try:
-            role = iam.get_role(RoleName=name)["Role"]
-        except ClientError as err:
-            if aws.error_code(err) == "NoSuchEntity":
-                raise _Failed(
-                    f"IAM role {name} does not exist",
-                    f"`covalent-ecs infra deploy` creates it; or set {key}",
-                ) from err
-            raise aws.translate_client_error(err, f"read IAM role {name}") from err
-        documents = [
-            iampolicy.as_document(
-                aws.call(iam.get_role_policy, f"read {name}'s policy", RoleName=name, PolicyName=p)[
-                    "PolicyDocument"
-                ]
-            )
-            for p in aws.call(iam.list_role_policies, f"list {name}'s policies", RoleName=name)[
-                "PolicyNames"
-            ]
-        ]
-        attached = aws.call(
-            iam.list_attached_role_policies, f"list {name}'s policies", RoleName=name
-        )["AttachedPolicies"]
-        for policy in attached:
-            known = iampolicy.aws_managed_policy(policy["PolicyArn"])
-            if known is not None:
-                documents.append(known)
-                continue
-            version = aws.call(iam.get_policy, "read a policy", PolicyArn=policy["PolicyArn"])[
-                "Policy"
-            ]["DefaultVersionId"]
-            documents.append(
-                iampolicy.as_document(
-                    aws.call(
-                        iam.get_policy_version,
-                        "read a policy",
-                        PolicyArn=policy["PolicyArn"],
-                        VersionId=version,
-                    )["PolicyVersion"]["Document"]
-                )
-            )
-        return name, documents, iampolicy.as_document(role["AssumeRolePolicyDocument"])
-
-    def _trusted(self, name: str, trust: dict[str, Any]) -> None:
-        if not iampolicy.trusts_service(trust, ECS_TASKS_SERVICE):
-            raise _Failed(
-                f"IAM role {name} cannot be assumed by ECS tasks",
-                f"add a trust policy statement allowing sts:AssumeRole for the service "
-                f"principal {ECS_TASKS_SERVICE}",
-            )
-
-    def execution_role(self) -> Check:
-        name, documents, trust = self._role(
-            self.config.ecs_task_execution_role_name, "ecs_task_execution_role_name"
+        return failed(
+            str(err),
+            f"allow s3:PutObject, s3:GetObject, s3:DeleteObject on "
+            f"arn:{clients.partition}:s3:::{bucket}/{STAGING_ROOT}/* for this identity",
         )
-        self._trusted(name, trust)
-        needs: list[tuple[str, str]] = []
-        image = parse_ecr_image(self.image_uri())
-        if image is not None:
-            repository = (
-                f"arn:{self.partition}:ecr:{image.region}:{image.account}:repository/{image.repository}"
-            )
-            needs.append(("ecr:GetAuthorizationToken", "*"))
-            needs += [
-                (action, repository)
-                for action in (
-                    "ecr:BatchCheckLayerAvailability",
-                    "ecr:GetDownloadUrlForLayer",
-                    "ecr:BatchGetImage",
-                )
-            ]
-        stream = (
-            f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:"
-            f"{self.config.ecs_task_log_group_name}:log-stream:"
-            f"{taskdefs.log_stream_name('doctor')}"
+    return passed(f"put and deleted s3://{bucket}/{key}")
+
+
+def check_cluster(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
+    name = config.ecs_cluster_name
+    found = aws.call(clients.ecs.describe_clusters, "describe the cluster", clusters=[name])
+    return judge_cluster(
+        found.get("clusters") or [],
+        name=name,
+        region=clients.region,
+        capacity_provider=config.capacity_provider,
+    )
+
+
+def check_execution_role(*, config: ExecutorConfig, clients: aws.Clients, account: str) -> Outcome:
+    name, documents, trust = _read_role(
+        clients, config.ecs_task_execution_role_name, "ecs_task_execution_role_name"
+    )
+    needs = execution_role_needs(
+        parse_ecr_image(runner_image_uri(config, clients)),
+        partition=clients.partition,
+        region=clients.region,
+        account=account,
+        log_group=config.ecs_task_log_group_name,
+    )
+    return judge_role(
+        name, trust, iampolicy.missing_actions(documents, needs),
+        why="",
+        fix="attach AWS's AmazonECSTaskExecutionRolePolicy (or the template's "
+        "pull-runner-image-and-write-logs policy) to it",
+        purpose="may pull the image and write logs",
+    )  # fmt: skip
+
+
+def check_task_role(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
+    name, documents, trust = _read_role(clients, config.ecs_task_role_name, "ecs_task_role_name")
+    prefix = f"arn:{clients.partition}:s3:::{config.s3_bucket_name}/{STAGING_ROOT}"
+    needs = [("s3:GetObject", f"{prefix}/doctor"), ("s3:PutObject", f"{prefix}/doctor")]
+    return judge_role(
+        name, trust, iampolicy.missing_actions(documents, needs),
+        why=" (the runner reads the payload and writes the result there)",
+        fix=f"allow s3:GetObject and s3:PutObject on {prefix}/* in the task role",
+        purpose="may use the staging prefix",
+    )  # fmt: skip
+
+
+def check_subnet(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
+    subnet_id = config.ecs_task_subnet_id
+    try:
+        subnets = aws.call(
+            clients.ec2.describe_subnets, "describe the subnet", SubnetIds=[subnet_id]
+        )["Subnets"]
+    except ECSExecutorError as err:
+        if not aws.has_code(err, "InvalidSubnetID.NotFound"):
+            raise
+        subnets = []
+    if not subnets:
+        return failed(
+            f"subnet {subnet_id} does not exist in {clients.region}",
+            "set ecs_task_subnet_id to a subnet of this region "
+            "(`covalent-ecs infra deploy` creates one)",
         )
-        needs += [("logs:CreateLogStream", stream), ("logs:PutLogEvents", stream)]
-        missing = iampolicy.missing_actions(documents, needs)
-        if missing:
-            raise _Failed(
-                f"IAM role {name} may not: {'; '.join(missing)}",
-                "attach AWS's AmazonECSTaskExecutionRolePolicy (or the template's "
-                "pull-runner-image-and-write-logs policy) to it",
-            )
-        return ok(
-            "execution role",
-            f"{name} is trusted by {ECS_TASKS_SERVICE} and may pull the image and write logs",
-        )
+    subnet = subnets[0]
+    return passed(
+        f"{subnet_id} in {subnet['VpcId']} ({subnet.get('AvailabilityZone')})",
+        vpc_id=subnet["VpcId"],
+    )
 
-    def task_role(self) -> Check:
-        name, documents, trust = self._role(self.config.ecs_task_role_name, "ecs_task_role_name")
-        self._trusted(name, trust)
-        objects = f"arn:{self.partition}:s3:::{self.config.s3_bucket_name}/{STAGING_ROOT}/doctor"
-        missing = iampolicy.missing_actions(
-            documents, [("s3:GetObject", objects), ("s3:PutObject", objects)]
-        )
-        if missing:
-            raise _Failed(
-                f"IAM role {name} may not: {'; '.join(missing)} (the runner reads the "
-                "payload and writes the result there)",
-                f"allow s3:GetObject and s3:PutObject on arn:{self.partition}:s3:::"
-                f"{self.config.s3_bucket_name}/{STAGING_ROOT}/* in the task role",
-            )
-        return ok("task role", f"{name} is trusted by {ECS_TASKS_SERVICE} and may use the staging prefix")
 
-    # -- network ---------------------------------------------------------------------
-    def subnet(self) -> Check:
-        subnet_id = self.config.ecs_task_subnet_id
-        try:
-            subnet = self.clients.ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]
-        except ClientError as err:
-            if "NotFound" in aws.error_code(err):
-                raise _Failed(
-                    f"subnet {subnet_id} does not exist in {self.region}",
-                    "set ecs_task_subnet_id to a subnet of this region "
-                    "(`covalent-ecs infra deploy` creates one)",
-                ) from err
-            raise aws.translate_client_error(err, "describe the subnet") from err
-        self.vpc_id = subnet["VpcId"]
-        self.subnet_ok = True
-        return ok("subnet", f"{subnet_id} in {self.vpc_id} ({subnet.get('AvailabilityZone')})")
-
-    def security_group(self) -> Check:
-        group_id = self.config.ecs_task_security_group_id
-        try:
-            group = self.clients.ec2.describe_security_groups(GroupIds=[group_id])[
-                "SecurityGroups"
-            ][0]
-        except ClientError as err:
-            if "NotFound" in aws.error_code(err):
-                raise _Failed(
-                    f"security group {group_id} does not exist in {self.region}",
-                    "set ecs_task_security_group_id (`covalent-ecs infra deploy` creates one)",
-                ) from err
-            raise aws.translate_client_error(err, "describe the security group") from err
-        if self.vpc_id and group.get("VpcId") != self.vpc_id:
-            raise _Failed(
-                f"security group {group_id} is in {group.get('VpcId')}, the subnet in "
-                f"{self.vpc_id}: ECS refuses the pair",
-                "use a security group of the subnet's VPC",
-            )
-        if not allows_outbound_https(group.get("IpPermissionsEgress") or []):
-            raise _Failed(
-                f"security group {group_id} allows no outbound HTTPS (tcp/443): tasks "
-                "cannot reach ECR, S3 or CloudWatch Logs",
-                "add an egress rule for tcp/443 (or all traffic) to 0.0.0.0/0",
-            )
-        return ok("security group", f"{group_id} in {group.get('VpcId')}, outbound HTTPS allowed")
-
-    def route_to_ecr(self) -> Check:
-        if not self.subnet_ok or not self.vpc_id:
-            return skip("route to ECR", "needs the subnet")
-        ec2 = self.clients.ec2
-        tables = aws.call(
-            ec2.describe_route_tables,
-            "describe route tables",
-            Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}],
-        )["RouteTables"]
-        endpoints = aws.call(
-            ec2.describe_vpc_endpoints,
-            "describe VPC endpoints",
-            Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}],
-        )["VpcEndpoints"]
-        status, detail, fix = ecr_route(
-            tables,
-            endpoints,
-            subnet_id=self.config.ecs_task_subnet_id,
-            region=self.region,
-            assign_public_ip=self.config.assign_public_ip,
-        )
-        return Check("route to ECR", status, detail, fix)
-
-    # -- logs and image ----------------------------------------------------------------
-    def log_group(self) -> Check:
-        name = self.config.ecs_task_log_group_name
+def check_security_group(*, config: ExecutorConfig, clients: aws.Clients, vpc_id: str) -> Outcome:
+    group_id = config.ecs_task_security_group_id
+    try:
         groups = aws.call(
-            self.clients.logs.describe_log_groups, "describe log groups", logGroupNamePrefix=name
-        )["logGroups"]
-        group = next((g for g in groups if g["logGroupName"] == name), None)
-        if group is None:
-            raise _Failed(
-                f"log group {name} does not exist: tasks fail with ResourceInitializationError",
-                "`covalent-ecs infra deploy` creates it; or set ecs_task_log_group_name",
-            )
-        retention = group.get("retentionInDays")
-        kept = f"kept {retention} days" if retention else "kept forever (no retention set)"
-        return ok("log group", f"{name} exists, {kept}")
-
-    def image_uri(self) -> str:
-        if self.config.container_image_uri:
-            return self.config.container_image_uri
-        return (
-            f"{self.clients.ecr_registry()}/{self.config.ecr_repo_name}:{contract.runner_image_tag()}"
-        )
-
-    def runner_image(self) -> Check:
-        uri = self.image_uri()
-        image = parse_ecr_image(uri)
-        if image is None:
-            return skip("runner image", f"{uri} is not in ECR: doctor checks only ECR images")
-        if image.region != self.region:
-            return skip("runner image", f"{uri} is in {image.region}; doctor checks {self.region}")
-        wanted = contract.runner_image_tag()
-        image_id = {"imageDigest": image.digest} if image.digest else {"imageTag": image.tag}
-        try:
-            self.clients.ecr.describe_images(
-                registryId=image.account, repositoryName=image.repository, imageIds=[image_id]
-            )
-        except ClientError as err:
-            code = aws.error_code(err)
-            if code == "RepositoryNotFoundException":
-                raise _Failed(
-                    f"ECR repository {image.repository} does not exist in {image.account}/{image.region}",
-                    "`covalent-ecs infra deploy` creates it; or set ecr_repo_name",
-                ) from err
-            if code == "ImageNotFoundException":
-                raise _Failed(
-                    f"image {uri} is not in ECR: tasks would fail with CannotPullContainerError",
-                    f"`covalent-ecs publish-image` pushes this version's runner ({wanted})",
-                ) from err
-            raise aws.translate_client_error(err, "describe the runner image") from err
-        if image.tag and image.tag.startswith("runner-") and image.tag != wanted:
-            raise _Failed(
-                f"image {uri} is another version's runner; this client needs {wanted}",
-                "`covalent-ecs publish-image`, then clear container_image_uri (or point it at "
-                "the new tag)",
-            )
-        if image.tag == wanted:
-            return ok("runner image", f"{uri} exists and is this version's runner")
-        return ok(
-            "runner image",
-            f"{uri} exists (custom image: the runner checks Python and cloudpickle at run time)",
-        )
+            clients.ec2.describe_security_groups,
+            "describe the security group",
+            GroupIds=[group_id],
+        )["SecurityGroups"]
+    except ECSExecutorError as err:
+        if not aws.has_code(err, "InvalidGroup.NotFound", "InvalidGroupId.NotFound"):
+            raise
+        groups = []
+    return judge_security_group(groups[0] if groups else None, group_id, vpc_id, clients.region)
 
 
-# ------------------------------------------------------------------- pure helpers
-def allows_outbound_https(egress_rules: list[dict[str, Any]]) -> bool:
-    """True when some egress rule covers tcp/443 (to any destination)."""
-    for rule in egress_rules:
-        protocol = str(rule.get("IpProtocol"))
-        if protocol == "-1":
-            return True
-        if protocol in ("tcp", "6") and rule.get("FromPort", 0) <= 443 <= rule.get("ToPort", 65535):
-            return True
-    return False
-
-
-def ecr_route(
-    route_tables: list[dict[str, Any]],
-    endpoints: list[dict[str, Any]],
-    *,
-    subnet_id: str,
-    region: str,
-    assign_public_ip: bool,
-) -> tuple[Status, str, str]:
-    """Can a task in ``subnet_id`` reach ECR, S3 and CloudWatch Logs? Pure.
-
-    The subnet's route table is the one associated with it, else the VPC's main one.
-    """
-    table = next(
-        (t for t in route_tables for a in t.get("Associations", []) if a.get("SubnetId") == subnet_id),
-        None,
-    ) or next(
-        (t for t in route_tables for a in t.get("Associations", []) if a.get("Main")), None
+def check_route_to_ecr(*, config: ExecutorConfig, clients: aws.Clients, vpc_id: str) -> Outcome:
+    in_vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
+    ec2 = clients.ec2
+    tables = aws.call(ec2.describe_route_tables, "describe route tables", Filters=in_vpc)
+    endpoints = aws.call(ec2.describe_vpc_endpoints, "describe VPC endpoints", Filters=in_vpc)
+    return ecr_route(
+        tables["RouteTables"],
+        endpoints["VpcEndpoints"],
+        subnet_id=config.ecs_task_subnet_id,
+        region=clients.region,
+        assign_public_ip=config.assign_public_ip,
     )
-    default_routes = [
-        route
-        for route in (table or {}).get("Routes", [])
-        if route.get("DestinationCidrBlock") == "0.0.0.0/0" and route.get("State") != "blackhole"
+
+
+def check_log_group(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
+    name = config.ecs_task_log_group_name
+    groups = aws.call(
+        clients.logs.describe_log_groups, "describe log groups", logGroupNamePrefix=name
+    )["logGroups"]
+    return judge_log_group(groups, name)
+
+
+def check_runner_image(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
+    uri = runner_image_uri(config, clients)
+    image = parse_ecr_image(uri)
+    if image is None:
+        return not_checked(f"{uri} is not in ECR: doctor checks only ECR images")
+    if image.region != clients.region:
+        return not_checked(f"{uri} is in {image.region}; doctor checks {clients.region}")
+    image_id = {"imageDigest": image.digest} if image.digest else {"imageTag": image.tag}
+    try:
+        aws.call(
+            clients.ecr.describe_images,
+            "describe the runner image",
+            registryId=image.account,
+            repositoryName=image.repository,
+            imageIds=[image_id],
+        )
+    except ECSExecutorError as err:
+        if aws.has_code(err, "RepositoryNotFoundException"):
+            return failed(
+                f"ECR repository {image.repository} does not exist in {image.account}/{image.region}",
+                "`covalent-ecs infra deploy` creates it; or set ecr_repo_name",
+            )
+        if aws.has_code(err, "ImageNotFoundException"):
+            return failed(
+                f"image {uri} is not in ECR: tasks would fail with CannotPullContainerError",
+                f"`covalent-ecs publish-image` pushes this version's runner ({contract.runner_image_tag()})",
+            )
+        raise
+    return judge_runner_image(uri, image, contract.runner_image_tag())
+
+
+CHECKS: tuple[Row, ...] = (
+    Row("config", check_config, needs=INPUTS, gives=("validated_config",)),
+    Row("launch settings", check_launch_settings, needs=("validated_config",), gives=("config",)),
+    Row("credentials", check_credentials, needs=("config",), gives=("clients", "account")),
+    Row("bucket", check_bucket, needs=("config", "clients", "account"), gives=("bucket",)),
+    Row("bucket writable", check_bucket_writable, needs=("clients", "account", "bucket")),
+    Row("cluster", check_cluster, needs=("config", "clients")),
+    Row("execution role", check_execution_role, needs=("config", "clients", "account")),
+    Row("task role", check_task_role, needs=("config", "clients")),
+    Row("subnet", check_subnet, needs=("config", "clients"), gives=("vpc_id",)),
+    Row("security group", check_security_group, needs=("config", "clients", "vpc_id")),
+    Row("route to ECR", check_route_to_ecr, needs=("config", "clients", "vpc_id")),
+    Row("log group", check_log_group, needs=("config", "clients")),
+    Row("runner image", check_runner_image, needs=("config", "clients")),
+)
+
+
+# ------------------------------------------------------------------------ running
+def run_checks(
+    conf_path: str, overrides: Mapping[str, Any], checks: tuple[Row, ...] = CHECKS
+) -> list[Check]:
+    """Every row of ``checks`` in order, each listed once: ok, fail, or skip with why."""
+    facts: dict[str, Any] = {"conf_path": conf_path, "overrides": dict(overrides)}
+    giver = {fact: row.name for row in checks for fact in row.gives}
+    results: dict[str, Check] = {}
+    root_cause: dict[str, str] = {}  # skipped check -> the check that failed first
+    for row in checks:
+        missing = [fact for fact in row.needs if fact not in facts]
+        if missing:
+            blocker = giver[missing[0]]
+            root_cause[row.name] = root_cause.get(blocker, blocker)
+            results[row.name] = Check(row.name, "skip", skip_reason(results[root_cause[row.name]]))
+            continue
+        outcome = _outcome(row, {fact: facts[fact] for fact in row.needs})
+        if outcome.status == "ok":
+            if set(outcome.facts) != set(row.gives):
+                raise RuntimeError(f"check {row.name!r} gave {sorted(outcome.facts)}, not {row.gives}")
+            facts.update(outcome.facts)
+        results[row.name] = Check(row.name, outcome.status, outcome.detail, outcome.fix)
+    return list(results.values())
+
+
+def _outcome(row: Row, facts: Mapping[str, Any]) -> Outcome:
+    try:
+        return row.check(**facts)
+    except Failed as err:
+        return failed(err.detail, err.fix)
+    except ECSExecutorError as err:
+        return failed(str(err), aws_error_fix(err, facts.get("clients")))
+    except ValueError as err:  # a policy document that is not JSON
+        return failed(f"could not read what AWS answered: {err}", IAM_FIX)
+
+
+def skip_reason(cause: Check) -> str:
+    """Why a check was not run, naming the earlier check it waited for. Pure."""
+    if cause.status == "fail":
+        return f"not checked: {cause.name} failed"
+    return f"not checked: {cause.name} was not checked"
+
+
+# ----------------------------------------------------------------- I/O helpers
+def runner_image_uri(config: ExecutorConfig, clients: aws.Clients) -> str:
+    return config.container_image_uri or default_runner_image(
+        clients.ecr_registry(), config.ecr_repo_name
+    )
+
+
+def _read_role(
+    clients: aws.Clients, name_or_arn: str, key: str
+) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """The role's name, its policy documents (inline and attached), and its trust policy."""
+    name = name_or_arn.rsplit("/", 1)[-1]
+    iam = clients.iam
+    try:
+        role = aws.call(iam.get_role, f"read IAM role {name}", RoleName=name)["Role"]
+    except ECSExecutorError as err:
+        if aws.has_code(err, "NoSuchEntity"):
+            raise Failed(
+                f"IAM role {name} does not exist",
+                f"`covalent-ecs infra deploy` creates it; or set {key}",
+            ) from err
+        raise
+    reading = f"read {name}'s policies"
+    inline = aws.call(iam.list_role_policies, reading, RoleName=name)["PolicyNames"]
+    documents = [
+        iampolicy.as_document(
+            aws.call(iam.get_role_policy, reading, RoleName=name, PolicyName=policy)[
+                "PolicyDocument"
+            ]
+        )
+        for policy in inline
     ]
-    table_id = (table or {}).get("RouteTableId", "no route table")
-    services = {
-        str(e.get("ServiceName", "")).removeprefix(f"com.amazonaws.{region}.")
-        for e in endpoints
-        if e.get("State", "available").lower() == "available"
-    }
-    missing_endpoints = [s for s in REQUIRED_ENDPOINT_SERVICES if s not in services]
-    for route in default_routes:
-        gateway = str(route.get("GatewayId", ""))
-        if gateway.startswith("igw-"):
-            if assign_public_ip:
-                return "ok", f"{subnet_id} routes 0.0.0.0/0 to {gateway}; tasks get a public IP", ""
-            if not missing_endpoints:
-                break
-            return (
-                "fail",
-                f"{subnet_id} routes 0.0.0.0/0 to {gateway} but assign_public_ip is false: "
-                "tasks without a public IP cannot use an internet gateway",
-                "set assign_public_ip = true, or route the subnet through a NAT gateway",
-            )
-        if route.get("NatGatewayId"):
-            return "ok", f"{subnet_id} routes 0.0.0.0/0 to NAT gateway {route['NatGatewayId']}", ""
-    if not missing_endpoints:
-        return "ok", f"the VPC has endpoints for {', '.join(REQUIRED_ENDPOINT_SERVICES)}", ""
-    for route in default_routes:
-        target = next((str(v) for k, v in route.items() if k.endswith("Id") and v), "a target")
-        return (
-            "ok",
-            f"{subnet_id} routes 0.0.0.0/0 to {target}; doctor cannot tell if that reaches ECR",
-            "",
-        )
-    return (
-        "fail",
-        f"{subnet_id} has no route to ECR: {table_id} has no 0.0.0.0/0 route to an internet "
-        f"or NAT gateway, and the VPC has no endpoints for {', '.join(missing_endpoints)}",
-        "use a public subnet with assign_public_ip = true (`covalent-ecs infra deploy` creates "
-        "one), add a NAT gateway route, or add VPC endpoints for ecr.api, ecr.dkr, s3 and logs",
-    )
+    attached = aws.call(iam.list_attached_role_policies, reading, RoleName=name)
+    for policy in attached["AttachedPolicies"]:
+        arn = policy["PolicyArn"]
+        known = iampolicy.aws_managed_policy(arn)
+        if known is not None:
+            documents.append(known)
+            continue
+        version = aws.call(iam.get_policy, reading, PolicyArn=arn)["Policy"]["DefaultVersionId"]
+        document = aws.call(iam.get_policy_version, reading, PolicyArn=arn, VersionId=version)
+        documents.append(iampolicy.as_document(document["PolicyVersion"]["Document"]))
+    return name, documents, iampolicy.as_document(role["AssumeRolePolicyDocument"])
 
 
-def summary(checks: list[Check]) -> dict[str, Any]:
-    """The JSON document ``doctor --json`` prints."""
-    return {
-        "ok": not any(check.status == "fail" for check in checks),
-        "checks": [check.as_dict() for check in checks],
-    }
+def aws_error_fix(err: ECSExecutorError, clients: aws.Clients | None) -> str:
+    """The fix for an AWS call a check could not make."""
+    if aws.is_unreachable(err):
+        return unreachable_fix(clients.settings.endpoint_url if clients else "")
+    return IAM_FIX

@@ -20,11 +20,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from .. import aws
 from ..config import CONFIG_KEYS
-from ..errors import AWSSetupError, ConfigError
+from ..errors import AWSSetupError, ConfigError, ECSExecutorError
 
 TEMPLATE_FILE = "covalent-ecs.yaml"
 DEFAULT_STACK_NAME = "covalent-ecs"
@@ -156,14 +154,14 @@ def check_stack_name(name: str) -> str:
 def describe_stack(cloudformation: Any, stack_name: str) -> dict[str, Any] | None:
     """The stack, or None when there is none of that name (or it was deleted)."""
     try:
-        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as err:
+        stacks = aws.call(
+            cloudformation.describe_stacks, f"describe stack {stack_name}", StackName=stack_name
+        )["Stacks"]
+    except ECSExecutorError as err:
         # CloudFormation answers ValidationError "Stack with id X does not exist".
-        if aws.error_code(err) == "ValidationError" and "does not exist" in str(err):
+        if aws.has_code(err, "ValidationError") and "does not exist" in str(err):
             return None
-        raise aws.translate_client_error(err, f"describe stack {stack_name}") from err
-    except Exception as err:  # noqa: BLE001 - BotoCoreError: no credentials, no endpoint
-        raise aws.translate_botocore_error(err, f"describe stack {stack_name}") from err
+        raise
     live = [stack for stack in stacks if stack.get("StackStatus") != "DELETE_COMPLETE"]
     return dict(live[0]) if live else None
 
@@ -179,6 +177,7 @@ def deploy(
 ) -> dict[str, Any]:
     """Create or update the stack; return the ``[executors.ecs]`` values of its outputs."""
     cloudformation = clients.cloudformation
+    echo(f"looking up stack {stack_name} at {cloudformation.meta.endpoint_url} ({clients.region})")
     existing = describe_stack(cloudformation, stack_name)
     request = {
         "StackName": stack_name,
@@ -205,22 +204,25 @@ def deploy(
             raise AWSSetupError(
                 f"stack {stack_name} is {status}: wait for it to finish, then run this again"
             )
-        if status == "ROLLBACK_COMPLETE":
+        if status in _NOT_UPDATABLE:
             raise AWSSetupError(
-                f"stack {stack_name} is ROLLBACK_COMPLETE (its creation failed) and cannot be "
+                f"stack {stack_name} is {status} ({_NOT_UPDATABLE[status]}) and cannot be "
                 f"updated: run `covalent-ecs infra destroy --stack-name {stack_name}` first"
             )
         echo(f"updating stack {stack_name} ({status}) in {clients.region}")
         try:
-            cloudformation.update_stack(**request)
-        except ClientError as err:
-            if "No updates are to be performed" not in str(err):
-                raise aws.translate_client_error(err, f"update stack {stack_name}") from err
+            aws.call(cloudformation.update_stack, f"update stack {stack_name}", **request)
+        except ECSExecutorError as err:
+            up_to_date = "No updates are to be performed" in str(err)
+            if not (aws.has_code(err, "ValidationError") and up_to_date):
+                raise
             echo("the stack is up to date")
             return config_from_outputs(existing.get("Outputs", []))
         stack_id = existing["StackId"]
         done = {"UPDATE_COMPLETE"}
-    stack = _wait(cloudformation, stack_id, seen, done, echo, poll_interval_s, timeout_s)
+    stack = _wait(
+        cloudformation, stack_name, stack_id, seen, done, echo, poll_interval_s, timeout_s
+    )
     return config_from_outputs(stack.get("Outputs", []))
 
 
@@ -239,6 +241,7 @@ def destroy(
 ) -> bool:
     """Empty the staging bucket and delete the stack; False when there was no stack."""
     cloudformation = clients.cloudformation
+    echo(f"looking up stack {stack_name} at {cloudformation.meta.endpoint_url} ({clients.region})")
     stack = describe_stack(cloudformation, stack_name)
     if stack is None:
         echo(f"no stack named {stack_name} in {clients.region}: nothing to delete")
@@ -257,16 +260,18 @@ def destroy(
     echo(f"deleting stack {stack_name} in {clients.region}")
     aws.call(cloudformation.delete_stack, f"delete stack {stack_name}", StackName=stack["StackId"])
     # Follow it by id: after deletion a name no longer resolves, an id does.
-    _wait(cloudformation, stack["StackId"], seen, {"DELETE_COMPLETE"}, echo, poll_interval_s, timeout_s)
+    _wait(
+        cloudformation, stack_name, stack["StackId"], seen, {"DELETE_COMPLETE"}, echo,
+        poll_interval_s, timeout_s,
+    )
     return True
 
 
 def empty_bucket(s3: Any, bucket: str) -> int:
     """Delete every object in ``bucket``; return how many were deleted."""
     removed = 0
-    paginator = s3.get_paginator("list_objects_v2")
     try:
-        for page in paginator.paginate(Bucket=bucket):
+        for page in aws.pages(s3, "list_objects_v2", f"list s3://{bucket}", Bucket=bucket):
             keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
             for start in range(0, len(keys), _DELETE_BATCH):
                 batch = keys[start : start + _DELETE_BATCH]
@@ -277,10 +282,10 @@ def empty_bucket(s3: Any, bucket: str) -> int:
                     Delete={"Objects": batch, "Quiet": True},
                 )
                 removed += len(batch)
-    except ClientError as err:
-        if aws.error_code(err) == "NoSuchBucket":
+    except ECSExecutorError as err:
+        if aws.has_code(err, "NoSuchBucket"):
             return removed
-        raise aws.translate_client_error(err, f"list s3://{bucket}") from err
+        raise
     return removed
 
 
@@ -288,7 +293,9 @@ def empty_repository(ecr: Any, repository: str) -> int:
     """Delete every image in an ECR repository; return how many were deleted."""
     removed = 0
     try:
-        for page in ecr.get_paginator("list_images").paginate(repositoryName=repository):
+        for page in aws.pages(
+            ecr, "list_images", f"list images in {repository}", repositoryName=repository
+        ):
             ids = page.get("imageIds", [])
             # BatchDeleteImage takes at most 100 image ids per call.
             for start in range(0, len(ids), 100):
@@ -300,17 +307,19 @@ def empty_repository(ecr: Any, repository: str) -> int:
                     imageIds=batch,
                 )
                 removed += len(batch)
-    except ClientError as err:
-        if aws.error_code(err) == "RepositoryNotFoundException":
+    except ECSExecutorError as err:
+        if aws.has_code(err, "RepositoryNotFoundException"):
             return removed
-        raise aws.translate_client_error(err, f"list images in {repository}") from err
+        raise
     return removed
 
 
 def _event_ids(cloudformation: Any, stack: str) -> set[str]:
     try:
-        events = cloudformation.describe_stack_events(StackName=stack)["StackEvents"]
-    except ClientError:
+        events = aws.call(
+            cloudformation.describe_stack_events, f"read stack {stack}'s events", StackName=stack
+        )["StackEvents"]
+    except ECSExecutorError:
         return set()
     return {event["EventId"] for event in events}
 
@@ -329,7 +338,8 @@ def describe_event(event: Mapping[str, Any]) -> str:
 
 def _wait(
     cloudformation: Any,
-    stack: str,
+    stack_name: str,
+    stack_id: str,
     seen: set[str],
     done: set[str],
     echo: Echo,
@@ -337,34 +347,71 @@ def _wait(
     timeout_s: float,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
+    new_events: list[Mapping[str, Any]] = []
     while True:
         events = aws.call(
-            cloudformation.describe_stack_events, f"follow stack {stack}", StackName=stack
+            cloudformation.describe_stack_events, f"follow stack {stack_name}", StackName=stack_id
         )["StackEvents"]
         for event in reversed(events):  # newest first from the API
             if event["EventId"] not in seen:
                 seen.add(event["EventId"])
+                new_events.append(event)
                 echo(describe_event(event))
         described = aws.call(
-            cloudformation.describe_stacks, f"describe stack {stack}", StackName=stack
+            cloudformation.describe_stacks, f"describe stack {stack_name}", StackName=stack_id
         )["Stacks"][0]
         status = described["StackStatus"]
         if status in done:
             return dict(described)
         if not status.endswith("_IN_PROGRESS"):
-            reasons = [
-                describe_event(e)
-                for e in events
-                if str(e.get("ResourceStatus", "")).endswith("_FAILED")
-            ]
-            raise AWSSetupError(
-                f"stack {stack} ended {status}"
-                + (": " + "; ".join(reversed(reasons)) if reasons else "")
-                + ". The events above say which resource failed and why."
-            )
+            raise AWSSetupError(failure_message(stack_name, status, new_events))
         if time.monotonic() > deadline:
             raise AWSSetupError(
-                f"stack {stack} is still {status} after {timeout_s:g} s; follow it in the "
+                f"stack {stack_name} is still {status} after {timeout_s:g} s; follow it in the "
                 "CloudFormation console, then run this again"
             )
         time.sleep(poll_interval_s)
+
+
+def failure_message(stack_name: str, status: str, events: Iterable[Mapping[str, Any]]) -> str:
+    """Why a stack operation ended in ``status``, from its events (oldest first). Pure."""
+    failed = [e for e in events if str(e.get("ResourceStatus", "")).endswith("_FAILED")]
+    # The resources' own events say why; the stack's event only lists which failed.
+    causes = [e for e in failed if e.get("ResourceType") != _STACK_TYPE] or failed
+    reasons = "; ".join(
+        f"{e.get('LogicalResourceId', '')} ({e.get('ResourceType', '')}): "
+        f"{e.get('ResourceStatusReason') or e.get('ResourceStatus', '')}"
+        for e in causes
+    )
+    outcome = _OUTCOMES.get(status, f"it is {status}").format(stack=stack_name)
+    hint = (
+        " A name is taken: choose another with -p (e.g. -p RepositoryName=..., -p BucketName=...)."
+        if "already exist" in reasons.lower()
+        else ""
+    )
+    why = reasons or "no resource event says why"
+    return f"stack {stack_name} ended {status}: {why}. {outcome}.{hint}"
+
+
+_STACK_TYPE = "AWS::CloudFormation::Stack"
+# Statuses a create/update/delete can end in, and what the user can do next.
+_DESTROY_HINT = "`covalent-ecs infra destroy --stack-name {stack}` deletes it"
+_OUTCOMES = {
+    "DELETE_COMPLETE": "It was not created; CloudFormation deleted what it had made, so "
+    "nothing is left to clean up",
+    "ROLLBACK_COMPLETE": "It was not created and was rolled back; " + _DESTROY_HINT,
+    "ROLLBACK_FAILED": "It was not created and its rollback failed; " + _DESTROY_HINT,
+    "CREATE_FAILED": "It was not created; " + _DESTROY_HINT,
+    "UPDATE_ROLLBACK_COMPLETE": "It was not updated; the previous version is back in place",
+    "UPDATE_ROLLBACK_FAILED": "It was not updated and its rollback failed; continue the "
+    "rollback in the CloudFormation console",
+    "DELETE_FAILED": "It was not deleted; fix the cause, then run "
+    "`covalent-ecs infra destroy --stack-name {stack}` again",
+}
+# Stacks CloudFormation cannot update (a failed creation), and why.
+_NOT_UPDATABLE = {
+    "ROLLBACK_COMPLETE": "its creation failed",
+    "ROLLBACK_FAILED": "its creation failed",
+    "CREATE_FAILED": "its creation failed",
+    "DELETE_FAILED": "its deletion failed",
+}

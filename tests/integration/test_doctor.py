@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 ALL_CHECKS = [
     "config",
+    "launch settings",
     "credentials",
     "bucket",
     "bucket writable",
@@ -268,6 +270,44 @@ def test_an_unreadable_conf_is_a_failed_check_not_a_traceback(tmp_path):
     code, report, lines = doctor(conf)
     assert code == 1 and report["checks"][0]["name"] == "config"
     assert "not valid TOML" in report["checks"][0]["detail"]
+    assert "line 1, column 1" in report["checks"][0]["detail"]
+    assert "correct the TOML syntax" in report["checks"][0]["fix"]
     missing = doctor(tmp_path / "absent.conf")
     assert missing[0] == 1 and "cannot read" in missing[1]["checks"][0]["detail"]
     assert os.path.exists(conf)
+    for listed, text in ((report, lines), missing[1:]):
+        assert [c["name"] for c in listed["checks"]] == ALL_CHECKS
+        assert text.count("– ") == len(ALL_CHECKS) - 1 and "not checked: config failed" in text
+        assert f"{len(ALL_CHECKS)} checks: 1 failed, {len(ALL_CHECKS) - 1} not checked" in text
+
+
+def test_an_unreachable_endpoint_is_named_as_such_and_credentials_are_not_blamed(tmp_path):
+    # A port nothing listens on: bound, then closed (no sandbox needed).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[default]\naws_access_key_id = x\naws_secret_access_key = y\n")
+    config = {
+        "region": "us-east-1",
+        "endpoint_url": f"http://127.0.0.1:{port}",
+        "credentials": str(credentials),
+        "ecs_task_subnet_id": "subnet-0123abcd",
+        "ecs_task_security_group_id": "sg-0123abcd",
+    }
+
+    code, report, lines = doctor(write_conf(tmp_path / "covalent.conf", config))
+
+    assert code == 1, lines
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert [c["name"] for c in report["checks"]] == ALL_CHECKS
+    failed = [c for c in report["checks"] if c["status"] == "fail"]
+    assert failed == [by_name["credentials"]], lines
+    assert "cannot reach the AWS endpoint" in failed[0]["detail"]
+    assert f"http://127.0.0.1:{port}" in failed[0]["detail"]
+    assert f"check that http://127.0.0.1:{port} is reachable" in failed[0]["fix"]
+    assert "AWS_ACCESS_KEY_ID" not in failed[0]["fix"]
+    assert by_name["bucket"] == {
+        "name": "bucket", "status": "skip", "detail": "not checked: credentials failed", "fix": ""
+    }  # fmt: skip
+    assert "✗ credentials: could not look up the caller" in lines and "Traceback" not in lines

@@ -157,8 +157,8 @@ def test_destroy_empties_the_bucket_and_repository_and_deletes_the_stack(sandbox
 
 
 def test_a_deploy_that_cannot_create_a_resource_says_which_and_why(sandbox):
-    # The sandbox already has the repository `covalent-ecs-runner` (seeded). moto fails
-    # CreateStack at once; AWS would fail the stack's events (followed by stack id).
+    # The sandbox already has its runner repository: the stack's fails, as on AWS in
+    # the stack's events, and CloudFormation deletes the stack (OnFailure=DELETE).
     taken = sandbox.executor_config["ecr_repo_name"]
     name = unique_stack_name()
     result = invoke(
@@ -166,6 +166,10 @@ def test_a_deploy_that_cannot_create_a_resource_says_which_and_why(sandbox):
         *connection_args(sandbox),
     )
     assert result.exit_code == 1
-    assert f"could not create stack {name}" in result.output
+    assert "CREATE_FAILED        RunnerRepository (AWS::ECR::Repository)" in result.output
+    assert f"stack {name} ended DELETE_COMPLETE: RunnerRepository" in result.output
     assert "RepositoryAlreadyExistsException" in result.output and taken in result.output
+    assert "nothing is left to clean up" in result.output
     assert "Traceback" not in result.output
+    again = invoke("infra", "destroy", "--stack-name", name, "--yes", *connection_args(sandbox))
+    assert again.exit_code == 0 and "nothing to delete" in again.output

@@ -26,6 +26,7 @@ from covalent_ecs_executor import (
     ECSExecutor,
     StartTimeoutError,
     TaskTimeoutError,
+    ecs,
     livetasks,
     poller,
 )
@@ -126,7 +127,7 @@ def test_a_script_told_to_stop_stops_its_task_within_its_bound(fresh_sandbox, si
 def test_a_task_stuck_before_its_container_starts_is_stopped_at_start_timeout(fresh_sandbox):
     dispatch_id = _dispatch("stuck")
     fresh_sandbox.add_fault("slow_start", label=dispatch_id, delay_s=60)
-    # One launch: a start timeout is otherwise relaunched (test_relaunch.py).
+    # One launch only: a start timeout otherwise counts as one of launch_attempts.
     executor = ECSExecutor(
         **{**fresh_sandbox.executor_config, "start_timeout": 2, "launch_attempts": 1}
     )
@@ -143,6 +144,22 @@ def test_a_task_stuck_before_its_container_starts_is_stopped_at_start_timeout(fr
     assert stopped["stoppedReason"] == f"Start timeout exceeded (2 s in {cause.phase})"
     assert stopped["exitCode"] is None  # the container never ran
     assert len(_own_tasks(fresh_sandbox, dispatch_id)) == 1
+
+
+def test_a_start_timeout_counts_as_one_launch_attempt(fresh_sandbox, monkeypatch):
+    monkeypatch.setattr(ecs, "RELAUNCH_BACKOFF_S", 0.1)
+    dispatch_id = _dispatch("stuck-once")
+    fresh_sandbox.add_fault("slow_start", label=dispatch_id, delay_s=60)  # the first task only
+    executor = ECSExecutor(**{**fresh_sandbox.executor_config, "start_timeout": 2})
+    assert _run(executor, _quick, dispatch_id) == "done"
+    first, second = wait_for(
+        lambda: (tasks := _own_tasks(fresh_sandbox, dispatch_id))
+        and tasks[0]["lastStatus"] == "STOPPED"
+        and tasks,
+        what="the stuck first task to stop",
+    )
+    assert first["stoppedReason"].startswith("Start timeout exceeded (2 s in ")
+    assert first["exitCode"] is None and second["exitCode"] == 0
 
 
 def test_time_limit_counts_from_the_container_start_not_from_the_launch(fresh_sandbox):

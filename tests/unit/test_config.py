@@ -123,6 +123,35 @@ BAD_INPUTS = [
     ({"memory": -1}, "memory=-1 GB is not offered with vcpu=0.25"),
     ({"cache_dir": __file__}, "cache_dir=" + repr(__file__) + ": exists and is not a folder"),
     ({"cache_dir": os.path.join(__file__, "cache")}, "is a file, not a folder"),
+    # Not a number anyone meant: NaN and infinity, before they reach a conversion.
+    ({"memory": float("inf")}, "memory=inf: expected a number of GB that Fargate offers with vcpu"),
+    ({"vcpu": float("nan")}, "vcpu=nan: expected a Fargate size: one of 0.25, 0.5, 1, 2, 4, 8, 16"),
+    ({"vcpu": "inf"}, "vcpu='inf': expected a Fargate size"),
+    ({"poll_freq": float("nan")}, "poll_freq=nan: expected a number of seconds > 0 and at most 60"),
+    ({"time_limit": float("nan")}, "time_limit=nan: expected a number of seconds > 0, or -1 for no limit"),
+    ({"time_limit": float("inf")}, "time_limit=inf: expected a number of seconds > 0, or -1 for no limit"),
+    ({"memory": 10**400}, "expected a number of GB"),
+    ({"start_timeout": float("nan")}, "start_timeout=nan: expected a number of seconds > 0, or -1 for no limit"),
+    ({"ephemeral_storage": float("inf")}, "ephemeral_storage=inf: expected a number of GiB: 20 (Fargate's default) or 21-200"),
+    ({"launch_attempts": float("nan")}, "launch_attempts=nan: expected a whole number from 1 to 10"),
+    # A region AWS does not have (an emulator may use any: test below).
+    ({"region": "us-eats-1"}, "region='us-eats-1' is not an AWS region botocore knows; did you mean 'us-east-1'?"),
+    # S3's naming rules beyond the characters.
+    ({"s3_bucket_name": "192.168.1.1"}, "s3_bucket_name='192.168.1.1': S3 bucket names may not look like an IP address"),
+    ({"s3_bucket_name": "xn--abc"}, "S3 reserves bucket names starting 'xn--'"),
+    ({"s3_bucket_name": "sthree-data"}, "S3 reserves bucket names starting 'sthree-'"),
+    ({"s3_bucket_name": "a.-b"}, "s3_bucket_name='a.-b': S3 bucket names may not contain '.-'"),
+    ({"s3_bucket_name": "a-.b"}, "may not contain '-.'"),
+    ({"s3_bucket_name": "a..b"}, "may not contain '..'"),
+    ({"s3_bucket_name": "bucket-s3alias"}, "S3 reserves bucket names ending '-s3alias'"),
+    ({"s3_bucket_name": "bucket--ol-s3"}, "S3 reserves bucket names ending '--ol-s3'"),
+    ({"s3_bucket_name": "-bucket"}, "starting and ending with a letter or digit"),
+    ({"endpoint_url": "http://x y"}, "endpoint_url='http://x y': expected an http:// or https:// URL"),
+    ({"endpoint_url": "http://127.0.0.1:port"}, "expected an http:// or https:// URL"),
+    ({"endpoint_url": "ftp://example.com"}, "expected an http:// or https:// URL"),
+    # RunTask's overrides (the environment travels in them) hold at most 8192 characters.
+    ({"environment": {f"V{i}": "x" * 100 for i in range(80)}}, "environment: with these 80 variables a task's RunTask overrides would be up to"),
+    ({"environment": {"BIG": "x" * 8000}}, "ECS accepts at most 8192"),
 ]
 
 
@@ -145,3 +174,36 @@ def test_a_cache_dir_that_cannot_be_created_is_rejected_before_any_aws_call(tmp_
 def test_an_unknown_key_in_the_file_is_named():
     with pytest.raises(ConfigError, match=r"unknown key in \[executors.ecs\] 'ecs_task_subnet'; did you mean"):
         build_config({}, {"ecs_task_subnet": "subnet-0123abcd"})
+
+
+def test_an_emulator_endpoint_may_use_any_well_formed_region():
+    config = build_config({"region": "xx-local-1", "endpoint_url": "http://127.0.0.1:4566"}, {})
+    assert config.region == "xx-local-1"
+
+
+def test_every_region_botocore_knows_is_accepted():
+    from covalent_ecs_executor.config import known_regions
+
+    assert {"us-east-1", "cn-north-1", "us-gov-west-1", "eusc-de-east-1"} <= known_regions()
+    for region in known_regions():
+        assert build_config({"region": region}, {}).region == region
+
+
+def test_an_environment_that_fits_the_overrides_is_accepted():
+    from covalent_ecs_executor.launch import MAX_OVERRIDES_CHARS, worst_case_overrides_chars
+
+    config = build_config({"environment": {"BIG": "x" * 7000}}, {})
+    assert worst_case_overrides_chars(config) <= MAX_OVERRIDES_CHARS
+
+
+def test_repr_shows_the_task_size_and_where_it_runs_never_credentials(tmp_path):
+    credentials = tmp_path / "credentials"
+    credentials.write_text("")
+    executor = ECSExecutor(
+        vcpu=1, memory=2, region="eu-west-1", ecs_cluster_name="work",
+        capacity_provider="FARGATE_SPOT", credentials=str(credentials), profile="secret-profile",
+    )
+    assert repr(executor) == (
+        "ECSExecutor(vcpu=1.0, memory=2.0, ecs_cluster_name='work', region='eu-west-1', "
+        "capacity_provider='FARGATE_SPOT')"
+    )

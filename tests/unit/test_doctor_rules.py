@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from covalent_ecs_executor.setup import iampolicy
-from covalent_ecs_executor.setup.doctor import allows_outbound_https, ecr_route
+from covalent_ecs_executor.setup.doctor_rules import allows_outbound_https, ecr_route
 
 BUCKET_OBJECTS = "arn:aws:s3:::b/covalent-ecs/*"
 
@@ -83,9 +83,10 @@ ENDPOINTS = [{"ServiceName": f"com.amazonaws.us-east-1.{s}", "State": "available
     ],
 )
 def test_route_to_ecr(tables, endpoints, public_ip, status, words):
-    found, detail, fix = ecr_route(
+    outcome = ecr_route(
         tables, endpoints, subnet_id="subnet-a", region="us-east-1", assign_public_ip=public_ip
     )
+    found, detail, fix = outcome.status, outcome.detail, outcome.fix
     assert found == status and words in detail + fix
     assert (fix != "") == (status == "fail")
 

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from waiting import wait_for_async
 
-from covalent_ecs_executor import poller
+from covalent_ecs_executor import events, poller
 from covalent_ecs_executor.poller import DESCRIBE_TASKS_MAX_ARNS, STOPPED, TaskPoller
 from covalent_ecs_runtime import contract
 
@@ -123,3 +123,29 @@ async def test_a_task_ecs_never_knew_fails_after_the_grace_period(monkeypatch):
 )
 def test_time_limit_starts_when_the_runner_container_starts(task, started):
     assert poller.container_started(task) is started
+
+
+async def test_each_cycle_is_a_poll_cycle_event_with_its_watched_tasks_and_calls():
+    ecs = StandInECS()
+    arns = [f"arn:task/{i}" for i in range(250)]
+    ecs.states = {arn: "running" for arn in arns}
+    cycles = []
+
+    def on_event(event):
+        if event["event"] == events.POLL_CYCLE:
+            cycles.append(event)
+
+    events.subscribe(on_event)
+    try:
+        watcher = TaskPoller(ecs, in_thread)
+        watches = [asyncio.ensure_future(watcher.watch("c", arn, interval_s=0.01)) for arn in arns]
+        while len(cycles) < 2:
+            await asyncio.sleep(0.005)
+        for arn in arns:
+            ecs.states[arn] = "exited"
+        await asyncio.gather(*watches)
+    finally:
+        events.unsubscribe(on_event)
+    assert len(ecs.calls) == 3 * len(cycles)  # every call belongs to a reported cycle
+    assert {(c["watched"], c["describe_calls"]) for c in cycles} == {(250, 3)}
+    assert all(c["duration_s"] >= 0 and c["started"] > 0 for c in cycles)

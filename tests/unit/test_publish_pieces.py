@@ -13,7 +13,8 @@ import pytest
 
 from covalent_ecs_executor.errors import ECSExecutorError
 from covalent_ecs_executor.image import layers, oci, publish
-from covalent_ecs_executor.image.registry import DOCKER_HUB, Reference, RegistryError, base_url
+from covalent_ecs_executor.image.refs import DOCKER_HUB, ImageRef
+from covalent_ecs_executor.image.registry import RegistryError, base_url
 
 
 def make_tree(root: Path, mtime: int) -> None:
@@ -77,7 +78,7 @@ def test_kept_owner_and_mtime_are_written_for_a_base_rootfs(tmp_path: Path) -> N
 def test_image_references_are_parsed_like_docker_does(
     text: str, registry: str, repository: str, tag: str | None, digest: str | None
 ) -> None:
-    assert Reference.parse(text) == Reference(registry, repository, tag, digest)
+    assert ImageRef.parse(text) == ImageRef(registry, repository, tag, digest)
 
 
 def test_plain_http_is_only_allowed_for_loopback_registries() -> None:

@@ -1,11 +1,18 @@
 """The task definition and RunTask request built for a config (pure, no AWS)."""
 
 import json
+import uuid
 
 import pytest
 
 from covalent_ecs_executor import ConfigError, ExecutorConfig
-from covalent_ecs_executor.launch import MAX_OVERRIDES_CHARS, build_run_task_request, client_token
+from covalent_ecs_executor.launch import (
+    MAX_OVERRIDES_CHARS,
+    build_run_task_request,
+    client_token,
+    overrides_chars,
+    worst_case_overrides_chars,
+)
 from covalent_ecs_executor.staging import task_keys
 from covalent_ecs_executor.taskdefs import build_task_definition, log_stream_name
 from covalent_ecs_runtime import contract
@@ -94,9 +101,49 @@ def test_network_tags_and_idempotency_token():
 
 
 def test_overrides_over_8192_characters_are_refused_before_any_call():
+    # The configuration refuses an environment that could overflow them (test_config);
+    # launch still refuses ids longer than that bound assumes.
+    config = ExecutorConfig(**BASE)
+    room = MAX_OVERRIDES_CHARS - worst_case_overrides_chars(config)
+    config = ExecutorConfig(**BASE, environment={"BIG": "x" * (room - 40)})
+    long_id = "d" * 200
     with pytest.raises(ConfigError, match=f"at most {MAX_OVERRIDES_CHARS}"):
-        request(environment={f"V{i}": "x" * 100 for i in range(100)})
+        build_run_task_request(
+            config,
+            task_definition_arn="arn:aws:ecs:us-east-1:123456789012:task-definition/f:1",
+            bucket=config.s3_bucket_name,
+            keys=task_keys(long_id, 3, "tok"),
+            dispatch_id=long_id,
+            node_id=3,
+            attempt="tok",
+        )
     assert len(json.dumps(request()["overrides"])) < MAX_OVERRIDES_CHARS
+
+
+@pytest.mark.parametrize("launch_attempts", [1, 3, 10])
+def test_the_config_time_bound_is_the_size_of_the_last_attempt_with_the_longest_ids(
+    launch_attempts,
+):
+    config = ExecutorConfig(
+        **BASE, vcpu=1, memory=2, ephemeral_storage=50, environment={"MODE": "fast"},
+        launch_attempts=launch_attempts,
+    )  # fmt: skip
+    dispatch_id, node_id = str(uuid.uuid4()), 1234567  # a UUID, seven digits
+    sizes = [
+        overrides_chars(
+            build_run_task_request(
+                config,
+                task_definition_arn="arn:aws:ecs:us-east-1:123456789012:task-definition/f:1",
+                bucket=config.s3_bucket_name,
+                keys=task_keys(dispatch_id, node_id).for_attempt(attempt),
+                dispatch_id=dispatch_id,
+                node_id=node_id,
+                attempt=str(attempt),
+            )["overrides"]
+        )
+        for attempt in range(1, launch_attempts + 1)
+    ]
+    assert max(sizes) == sizes[-1] == worst_case_overrides_chars(config)
 
 
 def test_on_demand_is_a_launch_type_and_spot_a_capacity_provider_strategy():

@@ -7,7 +7,7 @@ then:
 
 * ``python -m covalent_ecs_runtime --version`` runs in a chroot as the image's user;
 * one real covalent-shaped task runs on it through the executor and the sandbox, the
-  sandbox's agent running the task chrooted in the unpacked image (``image_roots``).
+  sandbox's agent running the task chrooted in the unpacked image (``ImageRootStarter``).
 """
 
 from __future__ import annotations
@@ -122,13 +122,15 @@ def test_published_image_runs_a_real_task_against_the_sandbox(
 
     from covalent_ecs_executor import ECSExecutor
     from covalent_ecs_executor.sandbox import Sandbox
+    from covalent_ecs_executor.sandbox.image_roots import ImageRootStarter
 
     reference = runner_bundle["reference"]
     # The test module is not importable in the image: ship the function by value, as a
     # user would for their own modules.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
-        with Sandbox(image_roots={reference: str(runner_bundle["bundle"])}) as sandbox:
+        roots = ImageRootStarter({reference: str(runner_bundle["bundle"])})
+        with Sandbox(starters=[roots]) as sandbox:
             executor = ECSExecutor(**sandbox.executor_config, container_image_uri=reference)
             function = functools.partial(wrapper_fn, TransportableObject(square_plus_one), [], [])
             run = executor.run(

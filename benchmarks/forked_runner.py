@@ -1,0 +1,69 @@
+"""The runner, started warm: what each task forked by ``bench_starters.ForkServerStarter`` runs.
+
+Importing this module is the warm-up, done once in multiprocessing's fork server (its
+``preload``): boto3, botocore and cloudpickle are imported and S3's service model,
+endpoint rules and partitions are loaded into a botocore session that each task makes
+boto3's default session. Nothing account-specific is resolved (credentials, region
+and endpoint are read from each task's environment when the runner creates its
+client). The runner module itself is imported in each task, so the start time it
+stamps is the task's own. Standard library and the runner's dependencies only: the
+fork server must not carry the sandbox (moto, covalent) into every task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import traceback
+from typing import Any
+
+import boto3
+import botocore.session
+import cloudpickle  # noqa: F401 - imported here so that each task starts with it loaded
+import s3transfer.manager  # noqa: F401 - as above
+
+_core = botocore.session.get_session()
+_core.get_service_model("s3")
+_core.get_component("endpoint_resolver")
+_loader = _core.get_component("data_loader")
+_loader.load_service_model("s3", "endpoint-rule-set-1")
+_loader.load_data("partitions")
+_loader.load_data("sdk-default-configuration")
+
+
+def received_fd(dup: Any) -> int:
+    """The output descriptor the fork server handed this task (bench_starters._OutputFd)."""
+    return int(dup.detach())
+
+
+def run_task(args: list[str], env: dict[str, str], cwd: str, output_fd: int) -> None:
+    """In the forked task: become the container's process and run the runner; never returns."""
+    code = 1
+    try:
+        os.setsid()  # own process group: StopTask and the OOM kill reach all of it
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        os.close(output_fd)
+        os.close(devnull)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        boto3.setup_default_session(botocore_session=_core)  # the runner's boto3.client() uses it
+        from covalent_ecs_runtime import runner
+
+        sys.argv = ["covalent_ecs_runtime", *args]
+        code = runner.main(args)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - reported on the task's output, like a crash
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)

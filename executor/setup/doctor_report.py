@@ -1,0 +1,69 @@
+"""How ``covalent-ecs doctor`` shows its results: ✓ / ✗ / – lines with fixes and a summary,
+or one JSON document (``--json``). The one place doctor's output is formatted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .doctor import Check, run_checks
+
+_MARKS = {"ok": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]–[/]"}
+_INDENT = "    "
+
+
+def main(conf_path: str | None, overrides: Mapping[str, Any], *, as_json: bool) -> int:
+    """Run every check, print the report; the exit code (1 when any check failed)."""
+    from .conffile import default_conf_path
+
+    checks = run_checks(conf_path or default_conf_path(), overrides)
+    if as_json:
+        print(json.dumps(summary(checks), indent=2))
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False, soft_wrap=True)
+        for line in lines(checks):
+            console.print(line)
+    return 0 if summary(checks)["ok"] else 1
+
+
+def summary(checks: list[Check]) -> dict[str, Any]:
+    """The JSON document ``doctor --json`` prints."""
+    return {
+        "ok": not any(check.status == "fail" for check in checks),
+        "checks": [check.as_dict() for check in checks],
+        "summary": summary_line(checks),
+    }
+
+
+def lines(checks: list[Check]) -> list[str]:
+    """Rich markup: a line per check (detail lines indented), its fix, then the summary."""
+    from rich.markup import escape
+
+    out = []
+    for check in checks:
+        detail = escape(check.detail).replace("\n", "\n" + _INDENT)
+        out.append(f"{_MARKS[check.status]} [bold]{escape(check.name)}[/]: {detail}")
+        if check.fix:
+            out.append(f"{_INDENT}[yellow]fix:[/] {escape(check.fix)}")
+    return [*out, "", summary_line(checks)]
+
+
+def summary_line(checks: list[Check]) -> str:
+    """``13 checks: all passed``, or how many passed, failed and were not checked."""
+    counts = {status: sum(c.status == status for c in checks) for status in ("ok", "fail", "skip")}
+    total = plural(len(checks), "check")
+    if counts["ok"] == len(checks):
+        return f"{total}: all passed"
+    parts = [
+        f"{counts[status]} {word}"
+        for status, word in (("ok", "passed"), ("fail", "failed"), ("skip", "not checked"))
+        if counts[status]
+    ]
+    return f"{total}: {', '.join(parts)}"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

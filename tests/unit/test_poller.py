@@ -139,11 +139,10 @@ async def test_each_cycle_is_a_poll_cycle_event_with_its_watched_tasks_and_calls
     try:
         watcher = TaskPoller(ecs, in_thread)
         watches = [asyncio.ensure_future(watcher.watch("c", arn, interval_s=0.01)) for arn in arns]
-        while len(cycles) < 2:
-            await asyncio.sleep(0.005)
+        await wait_for_async(lambda: len(cycles) >= 2, what="two poll-cycle events")
         for arn in arns:
             ecs.states[arn] = "exited"
-        await asyncio.gather(*watches)
+        await asyncio.wait_for(asyncio.gather(*watches), 60)  # a ceiling, not a pace
     finally:
         events.unsubscribe(on_event)
     assert len(ecs.calls) == 3 * len(cycles)  # every call belongs to a reported cycle

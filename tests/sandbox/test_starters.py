@@ -31,6 +31,8 @@ from covalent_ecs_runtime import contract
 
 pytestmark = pytest.mark.integration
 
+RUN_CEILING_S = 60
+
 STAND_IN_IMAGE = "example.invalid/stand-in:latest"
 UNSTARTABLE_IMAGE = "example.invalid/unstartable:latest"
 # A stand-in container that was never signalled ends by itself after this long.
@@ -150,12 +152,15 @@ def test_a_plugged_starter_starts_the_tasks_it_accepts_and_the_host_the_rest(
 
         return {"pid": os.getpid(), "cwd": os.getcwd()}
 
-    mine = asyncio.run(
-        executor.run(where_am_i, [], {}, {"dispatch_id": "starter-seam", "node_id": 3, "results_dir": "."})
-    )
-    other = asyncio.run(
-        executor.run(where_am_i, [], {}, {"dispatch_id": "not-seam", "node_id": 0, "results_dir": "."})
-    )
+    # Each run takes about a second: the ceiling only bounds a broken one.
+    mine = asyncio.run(asyncio.wait_for(
+        executor.run(where_am_i, [], {}, {"dispatch_id": "starter-seam", "node_id": 3, "results_dir": "."}),
+        RUN_CEILING_S,
+    ))
+    other = asyncio.run(asyncio.wait_for(
+        executor.run(where_am_i, [], {}, {"dispatch_id": "not-seam", "node_id": 0, "results_dir": "."}),
+        RUN_CEILING_S,
+    ))
 
     (spec,) = recording.specs  # asked for its own dispatch's task only
     (process,) = recording.started

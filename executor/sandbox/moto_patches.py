@@ -2,8 +2,8 @@
 
 moto (pinned to 5.2.5 in pyproject.toml) models ECS's control plane but never runs a
 task, and a few of its shortcuts break a Fargate client (docs/facts.md, "moto and
-the sandbox's patches"). We patch it at run time instead of forking it; each patch below
-says which quirk it works around. ``install(hooks)`` applies them once per
+the sandbox's patches"). We patch it at run time instead of forking it; each patch
+below says which quirk it works around. ``install(hooks)`` applies them once per
 process and routes new tasks and stop requests to ``hooks`` (the local agent).
 
 What the patched ECS does:

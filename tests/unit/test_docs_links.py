@@ -1,5 +1,6 @@
 """Every relative link in README.md and docs/*.md leads somewhere: the file exists and,
-when the link names a heading (``#anchor``), that page has the heading."""
+when the link names a heading (``#anchor``), that page has the heading. Likewise every
+pointer from the code to a section of docs/facts.md (``docs/facts.md, "Section"``)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,33 @@ def test_a_relative_link_resolves(page: Path, target: str):
         assert fragment in anchors(destination), (
             f"{page.relative_to(ROOT)}: {target}: no heading with that anchor in {destination.name}"
         )
+
+
+# docs/facts.md, "Section" (or without the comma) in a comment, docstring or help text;
+# the quoted name may run over a line break and a comment marker.
+FACTS_POINTER = re.compile(r'docs/facts\.md,?\s+"([^"]+)"')
+
+
+def facts_pointers() -> list[tuple[str, str]]:
+    files = [ROOT / "pyproject.toml"] + [
+        path
+        for folder in ("executor", "runtime_image", "benchmarks", "tests")
+        for pattern in ("*.py", "*.sh")
+        for path in sorted((ROOT / folder).rglob(pattern))
+        if path != Path(__file__) and not any(part.startswith(".venv") for part in path.parts)
+    ]
+    found = []
+    for path in files:
+        text = re.sub(r"\n\s*#?\s*", " ", path.read_text())  # join wrapped lines
+        found += [(path.relative_to(ROOT).as_posix(), m) for m in FACTS_POINTER.findall(text)]
+    return found
+
+
+def test_the_code_points_at_facts():
+    assert len(facts_pointers()) >= 10  # the parser still finds them
+
+
+@pytest.mark.parametrize(("where", "title"), facts_pointers(), ids=lambda v: v)
+def test_a_pointer_to_facts_names_one_of_its_sections(where: str, title: str):
+    headings = HEADING.findall((ROOT / "docs" / "facts.md").read_text())
+    assert title in headings, f"{where} points at docs/facts.md {title!r}; its sections: {headings}"

@@ -165,6 +165,7 @@ class ECSExecutor(AsyncBaseExecutor):
         memory: float | None = None,
         ephemeral_storage: int | None = None,
         environment: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
         time_limit: float | None = None,
         start_timeout: float | None = None,
         cache_dir: str | None = None,
@@ -346,6 +347,8 @@ class ECSExecutor(AsyncBaseExecutor):
     async def _define(self, run: _Run) -> tuple[str, dict[str, Any]]:
         """The runner image and the (shared) task definition that runs it."""
         image_uri = await _in_thread(self._image_uri, run.config, run.clients)
+        # By digest: a later push to the tag does not change what this process runs.
+        image_uri = await _task_definitions.pinned_image(run.clients, image_uri, _in_thread)
         definition = await _in_thread(self._task_definition, run.config, run.clients, image_uri)
         return image_uri, definition
 

@@ -205,6 +205,14 @@ def classify_stopped_task(
             "gateway / VPC endpoints in a private one.",
             **facts,
         )
+    if "ResourceInitializationError" in reasons and "unable to retrieve secret" in reasons:
+        return NetworkSetupError(
+            f"{where} could not be set up {stated}. ECS could not read a secret named in "
+            "`secrets`: check that each ARN exists in this account and region and that the "
+            "execution role may read it (secretsmanager:GetSecretValue / ssm:GetParameters; "
+            "the infra stack's SecretArns parameter); `covalent-ecs doctor` checks both.",
+            **facts,
+        )
     if "ResourceInitializationError" in reasons:
         return NetworkSetupError(
             f"{where} could not be set up {stated}. ECS could not prepare its secrets, "

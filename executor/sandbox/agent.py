@@ -12,7 +12,9 @@ tasks through ECS's states, writing them straight onto moto's task objects:
 
 The container's argv is the definition's ``entryPoint`` + (the override's ``command``,
 else the definition's). Its environment is what the container would see: the
-definition's ``environment``, the override's on top, plus AWS endpoint/credentials/
+definition's ``environment`` and ``secrets`` (read from the sandbox's Secrets Manager /
+SSM Parameter Store, as ECS does with the execution role: task_secrets.py), the
+override's on top, plus AWS endpoint/credentials/
 region pointing at the sandbox, HOME (a per-task directory, also the cwd) and the
 host's PATH. How that becomes a process is the starters' business (starters.py): the
 first of ``AgentSettings.starters`` that accepts the task starts it, else a plain
@@ -49,6 +51,7 @@ from .log_pump import AwsLogsSink, OutputPump, awslogs_stream_name
 from .moto_patches import utc_now
 from .procs import exit_code_from_returncode, group_rss_bytes
 from .starters import ContainerSpec, HostStarter, ProcessStarter, TaskProcess
+from .task_secrets import SecretUnavailable, container_secrets, secret_names
 
 # ECS's words, so a client's failure classification sees what it would see on AWS.
 STOP_CODE_EXITED = "EssentialContainerExited"
@@ -68,9 +71,10 @@ _DEPROVISION_STEPS = ("DEACTIVATING", "STOPPING", "DEPROVISIONING")
 TaskEventListener = Callable[[str, "TaskRun"], None]
 
 
-def mask_env(env: dict[str, str]) -> dict[str, str]:
-    """The environment with secret-looking values hidden (for the control API)."""
-    return {k: ("****" if _SECRET_NAME.search(k) else v) for k, v in env.items()}
+def mask_env(env: dict[str, str], hidden: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment with secret-looking values, and ``hidden`` ones, hidden (for the
+    control API)."""
+    return {k: ("****" if k in hidden or _SECRET_NAME.search(k) else v) for k, v in env.items()}
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ class TaskRun:
             "lastStatus": self.task.last_status,
             "statusHistory": [{"status": s, "at": t} for s, t in self.history],
             "argv": self.argv,
-            "env": mask_env(self.env),
+            "env": mask_env(self.env, secret_names(self.definition)),
             "pid": self.pid,
             "exitCode": self.exit_code,
             "containerReason": self.container_reason,
@@ -333,7 +337,11 @@ class FargateAgent:
         work_dir = os.path.join(self.settings.work_dir, run.task_id)
         os.makedirs(work_dir, exist_ok=True)
         run.argv = argv
-        run.env = self._environment(task, definition, override, home=work_dir)
+        try:
+            run.env = self._environment(task, definition, override, home=work_dir)
+        except SecretUnavailable as exc:
+            self._fail_to_start(run, str(exc))
+            return
         sink, error = self._log_sink(run)
         if error:
             self._fail_to_start(run, error)
@@ -398,6 +406,8 @@ class FargateAgent:
         }
         for item in definition.get("environment") or []:
             env[item["name"]] = item.get("value", "")
+        # ECS reads the definition's secrets with the execution role as the task starts.
+        env.update(container_secrets(definition))
         for item in override.get("environment") or []:
             env[item["name"]] = item.get("value", "")
         return env

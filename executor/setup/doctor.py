@@ -25,15 +25,17 @@ from typing import Any
 from covalent_ecs_runtime import contract
 
 from .. import aws
-from ..config import ExecutorConfig
+from ..config import ExecutorConfig, as_list
 from ..errors import ConfigError, ECSExecutorError
 from ..image.refs import default_runner_image, parse_ecr_image
+from ..secretrefs import parameter_names, secret_resource
 from ..staging import STAGING_ROOT
 from . import conffile, iampolicy
 from .doctor_rules import (
     Outcome,
     Status,
     ecr_route,
+    every_subnet,
     execution_role_needs,
     failed,
     judge_cluster,
@@ -41,7 +43,8 @@ from .doctor_rules import (
     judge_log_group,
     judge_role,
     judge_runner_image,
-    judge_security_group,
+    judge_security_groups,
+    judge_subnets,
     not_checked,
     passed,
     unreachable_fix,
@@ -232,41 +235,47 @@ def check_task_role(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
 
 
 def check_subnet(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
-    subnet_id = config.ecs_task_subnet_id
+    """Every configured subnet exists, and all are in one VPC (ECS requires it)."""
+    wanted = as_list(config.ecs_task_subnet_id)
     try:
-        subnets = aws.call(
-            clients.ec2.describe_subnets, "describe the subnet", SubnetIds=[subnet_id]
+        found = aws.call(
+            clients.ec2.describe_subnets, "describe the subnets", SubnetIds=wanted
         )["Subnets"]
     except ECSExecutorError as err:
         if not aws.has_code(err, "InvalidSubnetID.NotFound"):
             raise
-        subnets = []
-    if not subnets:
-        return failed(
-            f"subnet {subnet_id} does not exist in {clients.region}",
-            "set ecs_task_subnet_id to a subnet of this region "
-            "(`covalent-ecs infra deploy` creates one)",
+        # One call for all; on "not found" find which, one by one.
+        found = [s for one in wanted for s in _described_subnet(clients, one)]
+    return judge_subnets(found, wanted, clients.region)
+
+
+def _described_subnet(clients: aws.Clients, subnet_id: str) -> list[dict[str, Any]]:
+    try:
+        return list(
+            aws.call(clients.ec2.describe_subnets, "describe the subnet", SubnetIds=[subnet_id])[
+                "Subnets"
+            ]
         )
-    subnet = subnets[0]
-    return passed(
-        f"{subnet_id} in {subnet['VpcId']} ({subnet.get('AvailabilityZone')})",
-        vpc_id=subnet["VpcId"],
-    )
+    except ECSExecutorError as err:
+        if not aws.has_code(err, "InvalidSubnetID.NotFound"):
+            raise
+        return []
 
 
 def check_security_group(*, config: ExecutorConfig, clients: aws.Clients, vpc_id: str) -> Outcome:
-    group_id = config.ecs_task_security_group_id
-    try:
-        groups = aws.call(
-            clients.ec2.describe_security_groups,
-            "describe the security group",
-            GroupIds=[group_id],
-        )["SecurityGroups"]
-    except ECSExecutorError as err:
-        if not aws.has_code(err, "InvalidGroup.NotFound", "InvalidGroupId.NotFound"):
-            raise
-        groups = []
-    return judge_security_group(groups[0] if groups else None, group_id, vpc_id, clients.region)
+    wanted = as_list(config.ecs_task_security_group_id)
+    groups = []
+    for group_id in wanted:
+        try:
+            groups += aws.call(
+                clients.ec2.describe_security_groups,
+                "describe the security group",
+                GroupIds=[group_id],
+            )["SecurityGroups"]
+        except ECSExecutorError as err:
+            if not aws.has_code(err, "InvalidGroup.NotFound", "InvalidGroupId.NotFound"):
+                raise
+    return judge_security_groups(groups, wanted, vpc_id, clients.region)
 
 
 def check_route_to_ecr(*, config: ExecutorConfig, clients: aws.Clients, vpc_id: str) -> Outcome:
@@ -274,13 +283,17 @@ def check_route_to_ecr(*, config: ExecutorConfig, clients: aws.Clients, vpc_id: 
     ec2 = clients.ec2
     tables = aws.call(ec2.describe_route_tables, "describe route tables", Filters=in_vpc)
     endpoints = aws.call(ec2.describe_vpc_endpoints, "describe VPC endpoints", Filters=in_vpc)
-    return ecr_route(
-        tables["RouteTables"],
-        endpoints["VpcEndpoints"],
-        subnet_id=config.ecs_task_subnet_id,
-        region=clients.region,
-        assign_public_ip=config.assign_public_ip,
-    )
+    outcomes = [
+        ecr_route(
+            tables["RouteTables"],
+            endpoints["VpcEndpoints"],
+            subnet_id=subnet_id,
+            region=clients.region,
+            assign_public_ip=config.assign_public_ip,
+        )
+        for subnet_id in as_list(config.ecs_task_subnet_id)
+    ]
+    return every_subnet(outcomes)
 
 
 def check_log_group(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
@@ -322,6 +335,56 @@ def check_runner_image(*, config: ExecutorConfig, clients: aws.Clients) -> Outco
     return judge_runner_image(uri, image, contract.runner_image_tag())
 
 
+def check_secrets(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
+    """Each ``secrets`` ARN exists (its metadata: doctor never reads a value) and the
+    execution role's policies let ECS read it when a task starts."""
+    if not config.secrets:
+        return passed("none configured")
+    problems: list[str] = []
+    unchecked: list[str] = []
+    needs: list[tuple[str, str]] = []
+    for name, value_from in config.secrets.items():
+        arn, action, region = secret_resource(value_from)
+        needs.append((action, arn))
+        if region != clients.region:
+            unchecked.append(name)
+        elif not _secret_exists(clients, arn):
+            problems.append(f"{name}: {arn} does not exist (or is scheduled for deletion)")
+    role, documents, _ = _read_role(
+        clients, config.ecs_task_execution_role_name, "ecs_task_execution_role_name"
+    )
+    missing = iampolicy.missing_actions(documents, needs)
+    if missing:
+        problems.append(f"IAM role {role} may not: {'; '.join(missing)}")
+    if problems:
+        return failed(
+            "; ".join(problems),
+            "create the secret or parameter, or correct its ARN in `secrets`; let the "
+            "execution role read exactly these ARNs (the infra stack's -p SecretArns=arn1,arn2)",
+        )
+    note = f"; {', '.join(unchecked)} in another region, existence not checked" if unchecked else ""
+    return passed(f"{', '.join(sorted(config.secrets))} exist and {role} may read them{note}")
+
+
+def _secret_exists(clients: aws.Clients, arn: str) -> bool:
+    try:
+        if ":secretsmanager:" in arn:
+            described = aws.call(
+                clients.secretsmanager.describe_secret, f"describe {arn}", SecretId=arn
+            )
+            return not described.get("DeletedDate")
+        found = aws.call(
+            clients.ssm.describe_parameters,
+            f"describe {arn}",
+            ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": parameter_names(arn)}],
+        )
+        return bool(found["Parameters"])
+    except ECSExecutorError as err:
+        if aws.has_code(err, "ResourceNotFoundException"):
+            return False
+        raise
+
+
 CHECKS: tuple[Row, ...] = (
     Row("config", check_config, needs=INPUTS, gives=("validated_config",)),
     Row("launch settings", check_launch_settings, needs=("validated_config",), gives=("config",)),
@@ -336,6 +399,7 @@ CHECKS: tuple[Row, ...] = (
     Row("route to ECR", check_route_to_ecr, needs=("config", "clients", "vpc_id")),
     Row("log group", check_log_group, needs=("config", "clients")),
     Row("runner image", check_runner_image, needs=("config", "clients")),
+    Row("secrets", check_secrets, needs=("config", "clients")),
 )
 
 

@@ -154,27 +154,65 @@ def judge_role(
     return passed(f"{name} is trusted by {ECS_TASKS_SERVICE} and {purpose}")
 
 
-def judge_security_group(
-    group: dict[str, Any] | None, group_id: str, vpc_id: str, region: str
-) -> Outcome:
-    if group is None:
+def judge_subnets(found: list[dict[str, Any]], wanted: list[str], region: str) -> Outcome:
+    """The configured subnets as described: all must exist, in one VPC."""
+    by_id = {s["SubnetId"]: s for s in found}
+    missing = [one for one in wanted if one not in by_id]
+    if missing:
         return failed(
-            f"security group {group_id} does not exist in {region}",
+            f"subnet{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"do{'es' if len(missing) == 1 else ''} not exist in {region}",
+            "set ecs_task_subnet_id to subnets of this region "
+            "(`covalent-ecs infra deploy` creates them)",
+        )
+    vpcs = sorted({by_id[one]["VpcId"] for one in wanted})
+    if len(vpcs) > 1:
+        return failed(
+            f"the subnets are in {len(vpcs)} VPCs ({', '.join(vpcs)}): ECS needs all of a "
+            "task's subnets in one VPC",
+            "list subnets of a single VPC in ecs_task_subnet_id",
+        )
+    zones = sorted({str(by_id[one].get("AvailabilityZone")) for one in wanted})
+    spread = f"; {len(zones)} zones: {', '.join(zones)}" if len(wanted) > 1 else f" ({zones[0]})"
+    return passed(f"{', '.join(wanted)} in {vpcs[0]}{spread}", vpc_id=vpcs[0])
+
+
+def judge_security_groups(
+    groups: list[dict[str, Any]], wanted: list[str], vpc_id: str, region: str
+) -> Outcome:
+    """All groups exist in the subnets' VPC; together they allow outbound HTTPS."""
+    by_id = {g["GroupId"]: g for g in groups}
+    missing = [one for one in wanted if one not in by_id]
+    if missing:
+        return failed(
+            f"security group {', '.join(missing)} does not exist in {region}",
             "set ecs_task_security_group_id (`covalent-ecs infra deploy` creates one)",
         )
-    if group.get("VpcId") != vpc_id:
+    elsewhere = [one for one in wanted if by_id[one].get("VpcId") != vpc_id]
+    if elsewhere:
+        where = ", ".join(f"{one} is in {by_id[one].get('VpcId')}" for one in elsewhere)
         return failed(
-            f"security group {group_id} is in {group.get('VpcId')}, the subnet in {vpc_id}: "
-            "ECS refuses the pair",
+            f"security group {where}, the subnet in {vpc_id}: ECS refuses the pair",
             "use a security group of the subnet's VPC",
         )
-    if not allows_outbound_https(group.get("IpPermissionsEgress") or []):
+    # A task's groups add up: one allowing outbound HTTPS is enough.
+    if not any(allows_outbound_https(g.get("IpPermissionsEgress") or []) for g in groups):
         return failed(
-            f"security group {group_id} allows no outbound HTTPS (tcp/443): tasks cannot "
-            "reach ECR, S3 or CloudWatch Logs",
+            f"security group {', '.join(wanted)} allows no outbound HTTPS (tcp/443): tasks "
+            "cannot reach ECR, S3 or CloudWatch Logs",
             "add an egress rule for tcp/443 (or all traffic) to 0.0.0.0/0",
         )
-    return passed(f"{group_id} in {vpc_id}, outbound HTTPS allowed")
+    return passed(f"{', '.join(wanted)} in {vpc_id}, outbound HTTPS allowed")
+
+
+def every_subnet(outcomes: list[Outcome]) -> Outcome:
+    """One outcome for several subnets' routes: the first failure, else all passed."""
+    for outcome in outcomes:
+        if outcome.status != "ok":
+            return outcome
+    if len(outcomes) == 1:
+        return outcomes[0]
+    return passed("; ".join(o.detail for o in outcomes))
 
 
 def allows_outbound_https(egress_rules: list[dict[str, Any]]) -> bool:

@@ -41,6 +41,7 @@ ALL_CHECKS = [
     "route to ECR",
     "log group",
     "runner image",
+    "secrets",
 ]
 
 
@@ -69,6 +70,61 @@ def test_doctor_passes_on_the_sandbox_block(sandbox, tmp_path, capacity_provider
     config = {**sandbox.executor_config, "capacity_provider": capacity_provider}
     code, report, lines = doctor(write_conf(tmp_path / "covalent.conf", config))
     assert code == 0, lines
+
+
+def test_doctor_checks_every_subnet_of_a_list(sandbox, tmp_path):
+    config = sandbox.executor_config
+    ec2 = sandbox.client("ec2")
+    vpc_id = ec2.describe_subnets(SubnetIds=[config["ecs_task_subnet_id"]])["Subnets"][0]["VpcId"]
+    second = ec2.create_subnet(
+        VpcId=vpc_id, CidrBlock="10.42.77.0/24", AvailabilityZone="us-east-1c"
+    )["Subnet"]["SubnetId"]
+    public = ec2.describe_route_tables(
+        Filters=[{"Name": "association.subnet-id", "Values": [config["ecs_task_subnet_id"]]}]
+    )["RouteTables"][0]["RouteTableId"]
+    association = ec2.associate_route_table(RouteTableId=public, SubnetId=second)
+    try:
+        subnets = [config["ecs_task_subnet_id"], second]
+        code, report, lines = doctor(
+            write_conf(tmp_path / "two.conf", {**config, "ecs_task_subnet_id": subnets})
+        )
+        assert code == 0, lines
+        assert "2 zones: us-east-1a, us-east-1c" in lines
+        absent = "subnet-0123456789abcdef0"
+        code, report, lines = doctor(
+            write_conf(tmp_path / "absent.conf", {**config, "ecs_task_subnet_id": [*subnets, absent]})
+        )
+        assert code == 1 and statuses(report)["subnet"] == "fail"
+        assert f"{absent} does not exist" in lines
+    finally:
+        ec2.disassociate_route_table(AssociationId=association["AssociationId"])
+        ec2.delete_subnet(SubnetId=second)
+
+
+def test_doctor_checks_secrets_exist_and_are_readable_without_reading_them(sandbox, tmp_path):
+    unique = os.urandom(4).hex()
+    secret = sandbox.client("secretsmanager", internal=True).create_secret(
+        Name=f"doctor-token-{unique}", SecretString="never-read-by-doctor"
+    )["ARN"]
+    sandbox.client("ssm", internal=True).put_parameter(
+        Name=f"/doctor/{unique}/auth", Value="never-read-either", Type="SecureString"
+    )
+    parameter = f"arn:aws:ssm:us-east-1:123456789012:parameter/doctor/{unique}/auth"
+    deployed = deploy(sandbox, tmp_path, None, f"SecretArns={secret},{parameter}")
+    push_runner_image(sandbox, deployed["config"]["ecr_repo_name"])
+    secrets = {"API_TOKEN": f"{secret}:token::", "UPSTREAM_AUTH": parameter}
+    conf = write_conf(tmp_path / "secrets.conf", {**deployed["config"], "secrets": secrets})
+    sandbox.reset_calls()
+
+    code, report, lines = doctor(conf)
+
+    assert code == 0, lines
+    (check,) = [c for c in report["checks"] if c["name"] == "secrets"]
+    assert check["detail"].startswith("API_TOKEN, UPSTREAM_AUTH exist and ")
+    calls = sandbox.calls()
+    assert calls["secretsmanager.DescribeSecret"] == 2 and calls["ssm.DescribeParameters"] == 2
+    assert not any("GetSecretValue" in name or "GetParameter" in name for name in calls)
+    assert "never-read" not in lines
 
 
 # Each case: what to break (sandbox, stack config) -> conf overrides, the check that must
@@ -221,6 +277,18 @@ def another_versions_runner(sandbox, config):
     return {"container_image_uri": f"{registry}/{config['ecr_repo_name']}:{tag}"}
 
 
+def missing_secret(sandbox, config):
+    return {"secrets": {"API_TOKEN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:no-such-AbCdEf"}}
+
+
+def secret_the_execution_role_may_not_read(sandbox, config):
+    # The secret exists, but the stack was deployed without SecretArns.
+    arn = sandbox.client("secretsmanager", internal=True).create_secret(
+        Name=f"doctor-{os.urandom(4).hex()}", SecretString="unused"
+    )["ARN"]
+    return {"secrets": {"API_TOKEN": arn}}
+
+
 CASES: list[tuple[Breaker, str, str]] = [
     (bad_memory, "config", "fix it in"),
     (no_subnet, "launch settings", "infra deploy --write-conf"),
@@ -243,6 +311,8 @@ CASES: list[tuple[Breaker, str, str]] = [
     (image_not_published, "runner image", "covalent-ecs publish-image"),
     (missing_repository, "runner image", "ecr_repo_name"),
     (another_versions_runner, "runner image", "covalent-ecs publish-image"),
+    (missing_secret, "secrets", "create the secret or parameter"),
+    (secret_the_execution_role_may_not_read, "secrets", "-p SecretArns="),
 ]
 
 
@@ -303,7 +373,7 @@ def test_an_unreachable_endpoint_is_named_as_such_and_credentials_are_not_blamed
     assert [c["name"] for c in report["checks"]] == ALL_CHECKS
     failed = [c for c in report["checks"] if c["status"] == "fail"]
     assert failed == [by_name["credentials"]], lines
-    assert "cannot reach the AWS endpoint" in failed[0]["detail"]
+    assert "is unreachable" in failed[0]["detail"]
     assert f"http://127.0.0.1:{port}" in failed[0]["detail"]
     assert f"check that http://127.0.0.1:{port} is reachable" in failed[0]["fix"]
     assert "AWS_ACCESS_KEY_ID" not in failed[0]["fix"]

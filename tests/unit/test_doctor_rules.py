@@ -96,3 +96,30 @@ def test_outbound_https_needs_an_egress_rule_covering_443():
     assert allows_outbound_https([{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443}])
     assert not allows_outbound_https([{"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80}])
     assert not allows_outbound_https([])
+
+
+def test_every_configured_subnet_is_checked_and_must_share_a_vpc():
+    from covalent_ecs_executor.setup.doctor_rules import judge_subnets
+
+    a = {"SubnetId": "subnet-0000000a", "VpcId": "vpc-1", "AvailabilityZone": "us-east-1a"}
+    b = {"SubnetId": "subnet-0000000b", "VpcId": "vpc-1", "AvailabilityZone": "us-east-1b"}
+    other = {"SubnetId": "subnet-0000000c", "VpcId": "vpc-2", "AvailabilityZone": "us-east-1c"}
+    ok = judge_subnets([a, b], ["subnet-0000000a", "subnet-0000000b"], "us-east-1")
+    assert ok.status == "ok" and "2 zones: us-east-1a, us-east-1b" in ok.detail
+    assert ok.facts == {"vpc_id": "vpc-1"}
+    missing = judge_subnets([a], ["subnet-0000000a", "subnet-0000000d"], "us-east-1")
+    assert missing.status == "fail" and "subnet-0000000d does not exist" in missing.detail
+    split = judge_subnets([a, other], ["subnet-0000000a", "subnet-0000000c"], "us-east-1")
+    assert split.status == "fail" and "2 VPCs" in split.detail
+
+
+def test_security_groups_add_up_and_must_be_in_the_subnets_vpc():
+    from covalent_ecs_executor.setup.doctor_rules import judge_security_groups
+
+    closed = {"GroupId": "sg-0000000a", "VpcId": "vpc-1", "IpPermissionsEgress": []}
+    https = {"GroupId": "sg-0000000b", "VpcId": "vpc-1",
+             "IpPermissionsEgress": [{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443}]}
+    assert judge_security_groups([closed, https], ["sg-0000000a", "sg-0000000b"], "vpc-1", "r").status == "ok"
+    assert judge_security_groups([closed], ["sg-0000000a"], "vpc-1", "r").status == "fail"
+    wrong_vpc = judge_security_groups([https], ["sg-0000000b"], "vpc-9", "r")
+    assert wrong_vpc.status == "fail" and "is in vpc-1" in wrong_vpc.detail

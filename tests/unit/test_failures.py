@@ -49,6 +49,17 @@ def test_resource_initialization_error_points_at_setup():
     assert "ecs_task_log_group_name" in str(error)
 
 
+def test_an_unreadable_secret_points_at_secrets_and_the_execution_role():
+    reason = (
+        "ResourceInitializationError: unable to pull secrets or registry auth: execution resource "
+        "retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s)"
+    )
+    error = classify_stopped_task(stopped("TaskFailedToStart", reason))
+    assert isinstance(error, errors.NetworkSetupError)
+    assert "could not read a secret named in `secrets`" in str(error)
+    assert "SecretArns" in str(error) and "ecs_task_log_group_name" not in str(error)
+
+
 def test_spot_interruption_is_a_capacity_error():
     error = classify_stopped_task(stopped("SpotInterruption", "Your Spot Task was interrupted.", 143))
     assert isinstance(error, errors.CapacityError)

@@ -169,3 +169,23 @@ def test_a_subnet_list_and_extra_disk_reach_the_runtask_request():
     assert network["subnets"] == ["subnet-0123abcd", "subnet-0123abce"]
     assert network["securityGroups"] == ["sg-0123abcd"]
     assert request["overrides"]["ephemeralStorage"] == {"sizeInGiB": 50}
+
+
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:api-token-AbCdEf"
+PARAMETER_ARN = "arn:aws:ssm:us-east-1:123456789012:parameter/team/db-password"
+
+
+def test_secrets_are_in_the_definition_and_never_in_the_run_task_request():
+    secrets = {"API_TOKEN": SECRET_ARN, "DB_PASSWORD": PARAMETER_ARN}
+    container = definition(secrets=secrets)["containerDefinitions"][0]
+    assert container["secrets"] == [
+        {"name": "API_TOKEN", "valueFrom": SECRET_ARN},
+        {"name": "DB_PASSWORD", "valueFrom": PARAMETER_ARN},
+    ]
+    # Part of the content hash: another secret is another family.
+    assert definition(secrets=secrets)["family"] != definition()["family"]
+    assert definition(secrets={"API_TOKEN": SECRET_ARN})["family"] != definition(secrets=secrets)["family"]
+    # No definition without secrets carries an empty list (the family stays as it was).
+    assert "secrets" not in definition()["containerDefinitions"][0]
+    sent = json.dumps(request(secrets=secrets))
+    assert "API_TOKEN" not in sent and "secretsmanager" not in sent and "parameter/" not in sent

@@ -19,6 +19,7 @@ import botocore.exceptions
 import cloudpickle
 import pytest
 from botocore.config import Config
+from sandbox_tasks import fargate_definition, in_sandbox_network
 from waiting import wait_for
 
 from covalent_ecs_executor.sandbox.seed import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
@@ -74,12 +75,7 @@ class Ecs:
         definition.update(container)
         # No container-level memory: Fargate needs only task-level memory (moto patch).
         return self.client.register_task_definition(
-            family=f"sandbox-test-{uuid.uuid4().hex[:8]}",
-            requiresCompatibilities=["FARGATE"],
-            networkMode="awsvpc",
-            cpu="256",
-            memory="512",
-            containerDefinitions=[definition],
+            **fargate_definition(f"sandbox-test-{uuid.uuid4().hex[:8]}", definition)
         )["taskDefinition"]["taskDefinitionArn"]
 
     def run(self, task_definition: str, **kwargs: Any) -> dict[str, Any]:
@@ -87,13 +83,7 @@ class Ecs:
             cluster=self.cluster,
             taskDefinition=task_definition,
             launchType="FARGATE",
-            networkConfiguration={
-                "awsvpcConfiguration": {
-                    "subnets": [self.config["ecs_task_subnet_id"]],
-                    "securityGroups": [self.config["ecs_task_security_group_id"]],
-                    "assignPublicIp": "DISABLED",
-                }
-            },
+            networkConfiguration=in_sandbox_network(self.config),
             **kwargs,
         )
         assert response["failures"] == []

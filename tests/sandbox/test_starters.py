@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -169,7 +170,8 @@ def test_a_plugged_starter_starts_the_tasks_it_accepts_and_the_host_the_rest(
     # What the starter was given: ECS's argv unchanged, the task's environment and dir.
     assert spec.task_arn == record["taskArn"]
     assert spec.argv[:3] == contract.ENTRY_POINT
-    assert spec.image.endswith(f"/{config['ecr_repo_name']}:{contract.runner_image_tag()}")
+    # The runner image as the task definition names it: pinned by digest.
+    assert re.search(rf"/{config['ecr_repo_name']}@sha256:[0-9a-f]{{64}}$", spec.image), spec.image
     assert spec.env[contract.ENV_TASK_LABEL] == "starter-seam/3"
     assert spec.env["AWS_ENDPOINT_URL"] == sandbox.endpoint_url
     assert spec.cwd == spec.env["HOME"] == mine["cwd"]

@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N <= 100 and no 1 GiB runs")
     parser.add_argument("--n", default=None, help="comma-separated N (default 1,10,100,1000)")
     parser.add_argument("--original-max-n", type=int, default=100,
-                        help="largest N run through the original plugin (default 100; see README)")
+                        help="largest N run through the original plugin (default 100; see docs/benchmarks.md)")
     parser.add_argument("--no-original", action="store_true", help="only this project's executor")
     parser.add_argument("--no-cold", action="store_true",
                         help="skip the run without the benchmark's fork server")

@@ -2,7 +2,8 @@
 
 ``covalent`` is imported first on purpose: importing it loads every installed executor
 plugin, this one included, and a plugin module imported half-way (before covalent)
-would be registered without its class (NOTES.md, "circular-import trap").
+would be registered without its class (docs/facts.md,
+"Covalent's plugin interface": the circular-import trap).
 """
 
 import covalent  # noqa: F401  (see above)

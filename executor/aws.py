@@ -3,7 +3,7 @@
 Clients are cached per process and per connection settings (boto3 clients are
 thread-safe; sessions are not), so twenty tasks share one set of connection pools and
 one STS lookup. Nothing here is stored on the executor: its attributes must stay
-JSON-serialisable (see NOTES.md, "Covalent's plugin interface").
+JSON-serialisable (docs/facts.md, "Covalent's plugin interface").
 """
 
 from __future__ import annotations
@@ -366,7 +366,8 @@ def mark_disguised_throttling(response: Any = None, **_: Any) -> None:
     """``needs-retry`` hook: relabel ECS's throttling-in-disguise as ThrottlingException.
 
     ECS sometimes answers a throttled call with ``ClientException`` or
-    ``InvalidParameterException`` and "Rate exceeded" (NOTES.md, AWS limits). botocore
+    ``InvalidParameterException`` and "Rate exceeded" (docs/facts.md, "AWS limits and
+    throttles"). botocore
     only retries error codes it knows, so without this such a call fails at once. The
     parsed response is rewritten in place (the original code is kept as
     ``OriginalCode``); botocore's standard/adaptive handlers then back off, count the
@@ -387,7 +388,8 @@ def is_throttling(err: BaseException) -> bool:
     """True for throttling, including ECS's disguised kind.
 
     ECS sometimes answers a throttled call with ``ClientException`` or
-    ``InvalidParameterException`` and "Rate exceeded" in the message (NOTES.md, AWS limits).
+    ``InvalidParameterException`` and "Rate exceeded" in the message (docs/facts.md,
+    "AWS limits and throttles").
     """
     if not isinstance(err, ClientError):
         return False

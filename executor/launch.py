@@ -36,10 +36,11 @@ LONGEST_DISPATCH_ID = "00000000-0000-0000-0000-000000000000"
 LONGEST_NODE_ID = 9_999_999
 
 # Fargate's task-launch token bucket per account and region: burst 100, refill 20/s
-# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/throttling.html, NOTES.md
-# "AWS limits"). RunTask's own bucket (burst 100, refill 40/s) is wider, so launches
-# are what a burst of tasks runs into. The pacer stays a little inside it: other
-# clients in the account and RunTask retries draw on the same bucket.
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/throttling.html,
+# docs/facts.md "AWS limits and throttles"). RunTask's own bucket (burst 100, refill
+# 40/s) is wider, so launches are what a burst of tasks runs into. The pacer stays a
+# little inside it: other clients in the account and RunTask retries draw on the same
+# bucket.
 LAUNCH_BURST = 90
 LAUNCH_RATE_PER_S = 19.0
 

@@ -6,7 +6,7 @@ mount, a streamed blob upload, and manifest PUT. Auth follows the registry's
 or ``Bearer`` (Docker Hub, public.ecr.aws, GHCR...) with a token fetched from the realm,
 anonymously when no credentials are given.
 
-Registry quirks handled here (NOTES.md, "Building and pushing the runner image"):
+Registry quirks handled here (docs/facts.md, "ECR and registries"):
 
 * ECR drops chunks after the first in multi-chunk uploads (aws/containers-roadmap#2831),
   so a blob is one streamed PATCH with a Content-Length, then an empty PUT.

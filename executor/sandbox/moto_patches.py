@@ -1,8 +1,8 @@
 """Run-time patches that make moto's ECS behave like Fargate for the local agent.
 
 moto (pinned to 5.2.5 in pyproject.toml) models ECS's control plane but never runs a
-task, and a few of its shortcuts break a Fargate client (see docs/facts.md,
-"moto (5.2.5) and ECS"). We patch it at run time instead of forking it; each patch
+task, and a few of its shortcuts break a Fargate client (docs/facts.md, "moto and
+the sandbox's patches"). We patch it at run time instead of forking it; each patch
 below says which quirk it works around. ``install(hooks)`` applies them once per
 process and routes new tasks and stop requests to ``hooks`` (the local agent).
 

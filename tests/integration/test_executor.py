@@ -16,16 +16,21 @@ from covalent_ecs_executor import ECSExecutor
 
 pytestmark = pytest.mark.integration
 
+# Every batch here runs in seconds (the 48 MiB round trip in tens on a busy machine):
+# a ceiling, not a pace.
+RUN_CEILING_S = 120
 
-def run_tasks(executor, calls):
-    """Run ``[(fn, args, kwargs), ...]`` concurrently, each as its own node."""
-    dispatch_id = f"test-{uuid.uuid4().hex[:8]}"
+
+def run_tasks(executor, calls, *, dispatch_id=None):
+    """Run ``[(fn, args, kwargs), ...]`` concurrently, each as its own node of
+    ``dispatch_id`` (a fresh one by default)."""
+    dispatch_id = dispatch_id or f"test-{uuid.uuid4().hex[:8]}"
 
     async def main():
-        return await asyncio.gather(*[
+        return await asyncio.wait_for(asyncio.gather(*[
             executor.run(fn, list(args), dict(kwargs), {"dispatch_id": dispatch_id, "node_id": i, "results_dir": "/tmp"})
             for i, (fn, args, kwargs) in enumerate(calls)
-        ])
+        ]), RUN_CEILING_S)
 
     return asyncio.run(main())
 
@@ -123,9 +128,9 @@ def test_config_errors_make_no_aws_call(fresh_sandbox):
 
 def test_spot_tasks_launch_through_the_fargate_spot_capacity_provider(fresh_sandbox):
     executor = ECSExecutor(**{**fresh_sandbox.executor_config, "capacity_provider": "FARGATE_SPOT"})
-    assert run_tasks(executor, [(max, (3, 7), {})]) == [7]
-    record = fresh_sandbox.tasks()[-1]  # records are in creation order: ours is the newest
-    assert record["env"]["COVALENT_ECS_TASK"].startswith("test-")
+    dispatch_id = f"spot-{uuid.uuid4().hex[:8]}"
+    assert run_tasks(executor, [(max, (3, 7), {})], dispatch_id=dispatch_id) == [7]
+    [record] = [r for r in fresh_sandbox.tasks() if r["label"] == f"{dispatch_id}/0"]
     ecs = fresh_sandbox.client("ecs", internal=True)
     [task] = ecs.describe_tasks(cluster=executor.ecs_cluster_name, tasks=[record["taskArn"]])["tasks"]
     assert task["capacityProviderName"] == "FARGATE_SPOT"

@@ -25,14 +25,17 @@ pytestmark = pytest.mark.integration
 
 ACCOUNT = "123456789012"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
+# A run takes about a second in the sandbox: a ceiling for a broken one, not a pace.
+RUN_CEILING_S = 120
 
 
 def run_one(sandbox: Any, executor: ECSExecutor, fn: Any, *args: Any) -> tuple[Any, str]:
     """Run ``fn(*args)`` as node 0 of a new dispatch; (value, the task's ARN)."""
     dispatch_id = f"trust-{uuid.uuid4().hex[:8]}"
-    value = asyncio.run(
-        executor.run(fn, list(args), {}, {"dispatch_id": dispatch_id, "node_id": 0, "results_dir": "/tmp"})
-    )
+    value = asyncio.run(asyncio.wait_for(
+        executor.run(fn, list(args), {}, {"dispatch_id": dispatch_id, "node_id": 0, "results_dir": "/tmp"}),
+        RUN_CEILING_S,
+    ))
     (record,) = [r for r in sandbox.tasks() if r["label"] == f"{dispatch_id}/0"]
     return value, str(record["taskArn"])
 

@@ -31,7 +31,9 @@ def sha256(text: str) -> str:
 
 def run(executor: ECSExecutor, fn: Any) -> tuple[Any, str]:
     dispatch_id = f"secrets-{uuid.uuid4().hex[:8]}"
-    value = asyncio.run(executor.run(fn, [], {}, {"dispatch_id": dispatch_id, "node_id": 0, "results_dir": "/tmp"}))
+    run = executor.run(fn, [], {}, {"dispatch_id": dispatch_id, "node_id": 0, "results_dir": "/tmp"})
+    # A run takes about a second in the sandbox: a ceiling for a broken one, not a pace.
+    value = asyncio.run(asyncio.wait_for(run, 120))
     return value, f"{dispatch_id}/0"
 
 

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from . import fargate
+from . import fargate, pricing
 from .errors import ConfigError
 from .image.refs import ImageRef
 
@@ -240,6 +240,11 @@ class ExecutorConfig(BaseModel):
         "adaptive", description="botocore retry mode for every AWS client."
     )
     max_attempts: int = Field(10, ge=1, le=50, description="botocore attempts per AWS call.")
+    price_table: str = Field(
+        "",
+        description="JSON file of Fargate prices for cost estimates (the format of the "
+        "shipped prices.json); '' uses the shipped, dated table.",
+    )
 
     # ---------------------------------------------------------------- field validators
     @field_validator("ecs_task_subnet_id")
@@ -412,6 +417,13 @@ class ExecutorConfig(BaseModel):
             raise ValueError(f"{existing!r} is a file, not a folder; choose a writable folder")
         if not os.access(existing, os.W_OK | os.X_OK):
             raise ValueError(f"{existing!r} is not writable; choose a writable folder")
+        return value
+
+    @field_validator("price_table")
+    @classmethod
+    def price_table_is_readable(cls, value: str) -> str:
+        if value:
+            pricing.load_price_table(value)  # ValueError naming what is wrong
         return value
 
     @field_validator("vcpu")

@@ -25,7 +25,7 @@ import random
 import secrets
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from covalent._shared_files.exceptions import TaskCancelledError, TaskRuntimeError
@@ -33,7 +33,21 @@ from covalent.executor.base import AsyncBaseExecutor
 
 from covalent_ecs_runtime import contract
 
-from . import aws, events, failures, launch, livetasks, poller, staging, taskdefs, tasklogs, threads
+from . import (
+    aws,
+    events,
+    failures,
+    launch,
+    livetasks,
+    poller,
+    pricing,
+    records,
+    staging,
+    taskdefs,
+    tasklogs,
+    threads,
+    timeline,
+)
 from .config import CONFIG_KEYS, COVALENT_BASE_KEYS, ExecutorConfig, build_config, plugin_defaults
 from .errors import (
     ConfigError,
@@ -99,6 +113,8 @@ class _Run:
     token: str
     keys: staging.TaskKeys
     number: int = 1
+    # What the run's attempts showed (timings, described tasks); shared by its attempts.
+    seen: timeline.RunSeen = field(default_factory=timeline.RunSeen)
 
     @property
     def attempt(self) -> str:
@@ -172,6 +188,7 @@ class ECSExecutor(AsyncBaseExecutor):
         poll_freq: float | None = None,
         retry_mode: str | None = None,
         max_attempts: int | None = None,
+        price_table: str | None = None,
         **kwargs: Any,
     ) -> None:
         given = {
@@ -210,10 +227,11 @@ class ECSExecutor(AsyncBaseExecutor):
     ) -> Any:
         dispatch_id = str(task_metadata["dispatch_id"])
         node_id = task_metadata["node_id"]
+        seen = timeline.RunSeen()
         try:
             config = self.config()
             config.require_launch_settings()
-            return await self._run(config, function, args, kwargs, dispatch_id, node_id)
+            return await self._run(config, function, args, kwargs, dispatch_id, node_id, seen)
         except TaskCancelledError:
             raise
         except ECSExecutorError as err:
@@ -226,6 +244,10 @@ class ECSExecutor(AsyncBaseExecutor):
                 message += f"\n{stop_failure}"
             print(message, file=self.task_stderr)
             raise TaskRuntimeError(message) from err
+        finally:
+            # Where the time and money went, one line per attempt: last on the node's stderr.
+            for line in seen.summary_lines():
+                print(line, file=self.task_stderr)
 
     async def cancel(self, task_metadata: dict[str, Any], job_handle: Any) -> bool:
         """Stop the task behind ``job_handle`` (set by ``run``); True when ECS accepted."""
@@ -252,6 +274,7 @@ class ECSExecutor(AsyncBaseExecutor):
         kwargs: dict[str, Any],
         dispatch_id: str,
         node_id: Any,
+        seen: timeline.RunSeen,
     ) -> Any:
         token = secrets.token_hex(12)
         first = _Run(
@@ -261,6 +284,7 @@ class ECSExecutor(AsyncBaseExecutor):
             node_id=node_id,
             token=token,
             keys=staging.task_keys(dispatch_id, node_id, token),
+            seen=seen,
         )
         await self._stage(first, (function, args, kwargs))
         run, history = first, []
@@ -271,23 +295,35 @@ class ECSExecutor(AsyncBaseExecutor):
                 except ECSExecutorError as err:
                     run = await self._relaunch_or_raise(err, run, history)
         finally:
-            await self._clean_up(first, attempts=run.number)
+            await asyncio.gather(
+                self._clean_up(first, attempts=run.number), self._write_record(first)
+            )
 
     async def _attempt(self, run: _Run) -> Any:
         """One launch: RunTask, watch, collect. The task is guarded until it exited."""
-        image_uri, task = await self._launch(run)
-        async with livetasks.guard(task, run_in_thread=_in_thread, label=run.label):
-            await self._set_job_handle({"task_arn": task.task_arn, "cluster": run.cluster})
-            watcher = poller.poller_for(run.clients, _in_thread)
-            described = await self._watch(run, watcher, task.task_arn)
-            task.exited = True
-            exit_seen = time.time()
-        envelope = await self._collect(run, watcher, described, image_uri)
-        events.emit(
-            events.TASK_FINISHED, dispatch_id=run.dispatch_id, node_id=run.node_id,
-            task_arn=task.task_arn, timings=dict(envelope.get("timings") or {}), exit_seen=exit_seen,
-        )  # fmt: skip
-        return self._unpack(envelope)
+        seen = run.seen.begin(run.number, capacity_provider=run.config.capacity_provider)
+        error: BaseException | None = None
+        try:
+            image_uri, task = await self._launch(run)
+            seen.task_arn = task.task_arn
+            async with livetasks.guard(task, run_in_thread=_in_thread, label=run.label):
+                await self._set_job_handle({"task_arn": task.task_arn, "cluster": run.cluster})
+                watcher = poller.poller_for(run.clients, _in_thread)
+                described = await self._watch(run, watcher, task.task_arn)
+                task.exited = True
+                exit_seen = seen.exit_seen = time.time()
+            envelope = await self._collect(run, watcher, described, image_uri)
+            events.emit(
+                events.TASK_FINISHED, dispatch_id=run.dispatch_id, node_id=run.node_id,
+                task_arn=task.task_arn, timings=dict(envelope.get("timings") or {}),
+                exit_seen=exit_seen,
+            )  # fmt: skip
+            return self._unpack(envelope)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            run.seen.ended(error)
 
     async def _relaunch_or_raise(self, err: ECSExecutorError, run: _Run, history: list[str]) -> _Run:
         """The next attempt when ``err`` proves the code never ran for a cause that may
@@ -316,6 +352,7 @@ class ECSExecutor(AsyncBaseExecutor):
         return run.next_attempt(on_demand=on_demand)
 
     async def _stage(self, run: _Run, payload: Any) -> None:
+        started = time.monotonic()
         await threads.transfer(
             staging.upload_payload,
             run.clients.s3,
@@ -324,6 +361,7 @@ class ECSExecutor(AsyncBaseExecutor):
             payload,
             run.config.cache_dir,
         )
+        run.seen.upload_s = time.monotonic() - started
 
     async def _launch(self, run: _Run) -> tuple[str, livetasks.LiveTask]:
         """Define and RunTask; returns the runner image and the started (live) task.
@@ -420,6 +458,7 @@ class ECSExecutor(AsyncBaseExecutor):
                         wait_s = max(0.0, min(wait_s, limit - loop.time()))
                 done, _ = await asyncio.wait({watch}, timeout=wait_s)
                 if done:
+                    run.seen.saw(watch.result())
                     return watch.result()
                 if not started and start_deadline is not None and loop.time() >= start_deadline:
                     phase = latest.get("lastStatus") or "PROVISIONING"
@@ -448,6 +487,7 @@ class ECSExecutor(AsyncBaseExecutor):
                         f"{livetasks.CANCEL_REASON} ({run.label})",
                     )
         finally:
+            run.seen.saw(watcher.latest(task_arn))  # however the watch ends (timeline.py)
             if not watch.done():
                 watch.cancel()  # the poller stops watching this task
 
@@ -455,6 +495,7 @@ class ECSExecutor(AsyncBaseExecutor):
         self, run: _Run, watcher: poller.TaskPoller, described: dict[str, Any], image_uri: str
     ) -> dict[str, Any]:
         """The result envelope; when the task wrote none, raise why it stopped."""
+        started = time.monotonic()
         envelope = await threads.transfer(
             staging.download_result, run.clients.s3, run.bucket, run.keys.result,
             run.config.cache_dir,
@@ -462,6 +503,11 @@ class ECSExecutor(AsyncBaseExecutor):
         if envelope is None:
             raise await self._explain_stop(run, watcher, described, image_uri)
         failures.check_envelope_format(envelope, run.result_uri)
+        seen = run.seen.current
+        if seen is not None:
+            seen.download_s = time.monotonic() - started
+            seen.result_downloaded = time.time()
+            seen.runner_timings = dict(envelope.get("timings") or {})
         return envelope
 
     async def _explain_stop(
@@ -485,6 +531,7 @@ class ECSExecutor(AsyncBaseExecutor):
                     ),
                     STOPPED_WAIT_S,
                 )
+        run.seen.saw(described)
         if (described.get("stoppedReason") or "").startswith(livetasks.CANCEL_REASON):
             return TaskCancelledError(described["stoppedReason"])
         tail = await _in_thread(
@@ -501,6 +548,45 @@ class ECSExecutor(AsyncBaseExecutor):
             memory_mib=memory_mib,
             result_uri=run.result_uri,
         )
+
+    # ------------------------------------------ where the time and money went (issue 14)
+    async def _write_record(self, run: _Run) -> None:
+        """Build each attempt's timeline (``run.seen.timelines``, for the summary lines)
+        and write the run's durable record: one PutObject. A failure is only a warning."""
+        seen, config = run.seen, run.config
+        if not seen.attempts:
+            return
+        try:
+            prices = pricing.load_price_table(config.price_table)
+        except ValueError as err:  # the file changed since the config was validated
+            print(f"[covalent-ecs] warning: price_table: {err}; using the shipped prices",
+                  file=sys.stderr)
+            prices = pricing.load_price_table()
+        size = timeline.TaskSize(
+            vcpu=config.vcpu,
+            memory_gb=config.memory,
+            capacity_provider=config.capacity_provider,
+            architecture=config.cpu_architecture,
+        )
+        seen.timelines = [
+            timeline.build_timeline(attempt, size=size, region=run.clients.region, prices=prices)
+            for attempt in seen.attempts
+        ]
+        record = records.build_record(
+            dispatch_id=run.dispatch_id,
+            node_id=run.node_id,
+            cluster=run.cluster,
+            region=run.clients.region,
+            log_group=config.ecs_task_log_group_name,
+            prices={"taken": prices.taken, "source": prices.source, "table": config.price_table},
+            upload_s=seen.upload_s,
+            attempts=seen.timelines,
+        )
+        key = records.record_key(run.dispatch_id, run.node_id, run.token)
+        try:
+            await threads.transfer(records.put_record, run.clients.s3, run.bucket, key, record)
+        except ECSExecutorError as err:
+            print(f"[covalent-ecs] warning: the task record was not written: {err}", file=sys.stderr)
 
     def _unpack(self, envelope: dict[str, Any]) -> Any:
         """Copy the task's output to the node's streams; return the value or raise."""

@@ -45,6 +45,15 @@ LAUNCH_BURST = 90
 LAUNCH_RATE_PER_S = 19.0
 
 
+STARTED_BY_PREFIX = "covalent/"
+
+
+def started_by(dispatch_id: str, node_id: int | str) -> str:
+    """RunTask's ``startedBy``: how ``covalent-ecs ps``/``stop``/``logs`` find a node's
+    tasks without the Covalent server (ListTasks filters on it)."""
+    return f"{STARTED_BY_PREFIX}{dispatch_id}/{node_id}"[:MAX_STARTED_BY_CHARS]
+
+
 def client_token(dispatch_id: str, node_id: int | str, attempt: str) -> str:
     """Idempotency token: a retried RunTask (lost response) never starts a second task."""
     digest = hashlib.sha256(f"{dispatch_id}/{node_id}/{attempt}".encode()).hexdigest()
@@ -143,7 +152,7 @@ def build_run_task_request(
         },
         "overrides": overrides,
         "clientToken": client_token(dispatch_id, node_id, attempt),
-        "startedBy": f"covalent/{dispatch_id}/{node_id}"[:MAX_STARTED_BY_CHARS],
+        "startedBy": started_by(dispatch_id, node_id),
         "tags": [
             {"key": TAG_DISPATCH_ID, "value": str(dispatch_id)},
             {"key": TAG_NODE_ID, "value": str(node_id)},

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .faults import Fault, FaultBook, task_label
-from .images import image_pull_error
+from .images import image_pull_error, image_size_bytes
 from .log_pump import AwsLogsSink, OutputPump, awslogs_stream_name
 from .moto_patches import utc_now
 from .procs import exit_code_from_returncode, group_rss_bytes
@@ -92,6 +92,9 @@ class AgentSettings:
     tick_s: float = 0.025
     # Asked in order for each task; HostStarter takes what none accepts (starters.py).
     starters: tuple[ProcessStarter, ...] = ()
+    # Emulate image pulls: PENDING lasts the image's compressed size over this many MB/s
+    # (images.image_size_bytes; an image of unknown size pulls at once). None: off.
+    pull_bandwidth_mb_s: float | None = None
 
 
 @dataclass
@@ -285,10 +288,11 @@ class FargateAgent:
             if run.stop_requested:
                 self._stop_before_start(run, now)
             elif now >= run.due:
-                run.task.pull_started_at = utc_now()
+                # ECS: the network interface is attached, then the image pull starts.
+                run.task.connectivity_at = run.task.pull_started_at = utc_now()
                 self._set_status(run, "PENDING")
                 run.phase = "PENDING"
-                run.due = now + self.settings.provision_delay_s / 2
+                run.due = now + self.settings.provision_delay_s / 2 + self._pull_time_s(run)
         elif run.phase == "PENDING":
             if run.stop_requested:
                 self._stop_before_start(run, now)
@@ -300,6 +304,11 @@ class FargateAgent:
             self._finish_container(run, now)
         elif run.phase == "DEPROVISIONING":
             self._deprovision(run, now)
+
+    def _pull_time_s(self, run: TaskRun) -> float:
+        bandwidth = self.settings.pull_bandwidth_mb_s
+        size = image_size_bytes(run.definition.get("image", "")) if bandwidth else None
+        return size / (bandwidth * 1e6) if size and bandwidth else 0.0
 
     # -- starting -------------------------------------------------------------------
     def _launch(self, run: TaskRun, now: float) -> None:

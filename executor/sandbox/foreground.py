@@ -88,6 +88,7 @@ def serve(
     deprovision_delay_s: float = 0.3,
     aws_limits: bool = False,
     starters: Sequence[ProcessStarter] = (),
+    pull_bandwidth_mb_s: float | None = None,
     echo: Echo = _echo,
 ) -> int:
     """Run until SIGINT/SIGTERM; 0, or 1 when ``write_conf`` cannot be written."""
@@ -109,6 +110,7 @@ def serve(
         deprovision_delay_s=deprovision_delay_s,
         aws_limits=aws_limits,
         starters=starters,
+        pull_bandwidth_mb_s=pull_bandwidth_mb_s,
         on_task_event=lambda event, run: echo(describe_task_event(event, run)),
     )
     try:

@@ -113,8 +113,10 @@ class SandboxProcess:
         env: dict[str, str] | None = None,
         aws_limits: bool = False,
         starters: Sequence[str] = (),
+        pull_bandwidth_mb_s: float | None = None,
     ) -> None:
         self._port = port
+        self._pull_bandwidth_mb_s = pull_bandwidth_mb_s
         self._aws_limits = aws_limits
         self._given_state_dir = state_dir
         self._delays = (provision_delay_s, deprovision_delay_s)
@@ -147,6 +149,8 @@ class SandboxProcess:
             argv += ["--deprovision-delay", str(deprovision)]
         if self._aws_limits:
             argv.append("--aws-limits")
+        if self._pull_bandwidth_mb_s:
+            argv += ["--pull-bandwidth", str(self._pull_bandwidth_mb_s)]
         for starter in self._starters:
             argv += ["--starter", starter]
         env = dict(os.environ if self._env is None else self._env)

@@ -52,6 +52,7 @@ class Sandbox:
         on_task_event: TaskEventListener | None = None,
         aws_limits: bool = False,
         starters: Sequence[ProcessStarter] = (),
+        pull_bandwidth_mb_s: float | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -62,6 +63,8 @@ class Sandbox:
             "stop_timeout_s": stop_timeout_s,
             "enforce_memory": enforce_memory,
             "starters": tuple(starters),
+            # Emulated image pulls (agent.AgentSettings): off unless given.
+            "pull_bandwidth_mb_s": pull_bandwidth_mb_s,
         }
         self._on_task_event = on_task_event
         self._counter = CallCounter()

@@ -93,6 +93,12 @@ def write_credentials_file(state_dir: str) -> str:
     return path
 
 
+# The placeholder's layer claims the published runner image's compressed size (README,
+# "Figures": 80.0 MB on the tests' base), so an emulated pull takes as long as that
+# image's would (AgentSettings.pull_bandwidth_mb_s).
+PLACEHOLDER_IMAGE_BYTES = 80_000_000
+
+
 def runner_image_manifest() -> str:
     """A minimal OCI manifest for the placeholder runner image (nothing is pulled)."""
     tag = contract.runner_image_tag()
@@ -111,7 +117,7 @@ def runner_image_manifest() -> str:
                 {
                     "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                     "digest": layer_digest,
-                    "size": 32,
+                    "size": PLACEHOLDER_IMAGE_BYTES,
                 }
             ],
         }

@@ -108,7 +108,7 @@ def test_a_forked_runner_task_is_its_own_process_with_the_task_environment(
     # The executor's own S3 traffic is told apart from the runner's.
     calls = forking_sandbox.calls_by_caller()
     assert {k: v for k, v in calls["client"].items() if k.startswith("s3.")} == {
-        "s3.PutObject": 1, "s3.GetObject": 1, "s3.DeleteObjects": 1,
+        "s3.PutObject": 2, "s3.GetObject": 1, "s3.DeleteObjects": 1,  # payload + record
     }  # fmt: skip
     assert calls["runner"] == {"s3.GetObject": 1, "s3.PutObject": 1}
 

@@ -35,24 +35,32 @@ def run_tasks(executor, calls, *, dispatch_id=None):
     return asyncio.run(main())
 
 
-def staged_objects(sandbox):
+def bucket_keys(sandbox):
     s3 = sandbox.client("s3", internal=True)
     bucket = sandbox.executor_config["s3_bucket_name"]
     return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="covalent-ecs/").get("Contents", [])]
 
 
-def test_one_task_costs_one_runtask_and_three_client_s3_requests(fresh_sandbox):
+def staged_objects(sandbox):
+    """Payloads and results left behind (each run's durable record stays by design)."""
+    return [key for key in bucket_keys(sandbox) if "/records/" not in key]
+
+
+def test_one_task_costs_one_runtask_and_four_client_s3_requests(fresh_sandbox):
+    keys_before = set(bucket_keys(fresh_sandbox))
     executor = ECSExecutor(**{**fresh_sandbox.executor_config, "ecs_task_family_name": f"fam-{uuid.uuid4().hex[:6]}"})
     assert run_tasks(executor, [(pow, (2, 10), {})]) == [1024]
     calls = fresh_sandbox.calls()
     assert calls["ecs.RunTask"] == 1
     assert calls["ecs.RegisterTaskDefinition"] == 1  # a new family: registered once
     assert calls["s3.DeleteObjects"] == 1
-    # Client PutObject (payload) + runner PutObject (result); runner GetObject (payload) +
-    # client GetObject (result). No HeadObject on either side.
-    assert calls["s3.PutObject"] == 2 and calls["s3.GetObject"] == 2
+    # Client PutObjects (payload, then the run's record) + runner PutObject (result);
+    # runner GetObject (payload) + client GetObject (result). No HeadObject on either side.
+    assert calls["s3.PutObject"] == 3 and calls["s3.GetObject"] == 2
     assert "s3.HeadObject" not in calls
     assert staged_objects(fresh_sandbox) == []
+    (record,) = set(bucket_keys(fresh_sandbox)) - keys_before
+    assert "/records/0-" in record and record.endswith(".json")
 
 
 def test_a_second_run_reuses_the_registered_task_definition(fresh_sandbox):

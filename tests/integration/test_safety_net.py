@@ -150,7 +150,8 @@ def test_a_start_timeout_counts_as_one_launch_attempt(fresh_sandbox, monkeypatch
     monkeypatch.setattr(ecs, "RELAUNCH_BACKOFF_S", 0.1)
     dispatch_id = _dispatch("stuck-once")
     fresh_sandbox.add_fault("slow_start", label=dispatch_id, delay_s=60)  # the first task only
-    executor = ECSExecutor(**{**fresh_sandbox.executor_config, "start_timeout": 2})
+    # Long enough for the second, unhindered task to start on a loaded machine.
+    executor = ECSExecutor(**{**fresh_sandbox.executor_config, "start_timeout": 10})
     assert _run(executor, _quick, dispatch_id) == "done"
     first, second = wait_for(
         lambda: (tasks := _own_tasks(fresh_sandbox, dispatch_id))
@@ -158,7 +159,7 @@ def test_a_start_timeout_counts_as_one_launch_attempt(fresh_sandbox, monkeypatch
         and tasks,
         what="the stuck first task to stop",
     )
-    assert first["stoppedReason"].startswith("Start timeout exceeded (2 s in ")
+    assert first["stoppedReason"].startswith("Start timeout exceeded (10 s in ")
     assert first["exitCode"] is None and second["exitCode"] == 0
 
 

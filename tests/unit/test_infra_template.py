@@ -4,6 +4,7 @@ tests cannot see them): capacity providers, public access block, lifecycle rule.
 
 from __future__ import annotations
 
+import ast
 from importlib import resources
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from covalent_ecs_executor import taskdefs
 from covalent_ecs_executor.config import CONFIG_KEYS, ExecutorConfig
 from covalent_ecs_executor.errors import ConfigError
-from covalent_ecs_executor.setup import infra
+from covalent_ecs_executor.setup import iampolicy, infra
 from covalent_ecs_executor.staging import STAGING_ROOT
 
 RESOURCES = infra.template()["Resources"]
@@ -190,6 +191,7 @@ def test_doctor_reads_name_the_roles_cluster_and_repository_where_iam_allows():
         "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeRouteTables",
         "ec2:DescribeVpcEndpoints", "logs:DescribeLogGroups", "ssm:DescribeParameters",
         "ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition", "sts:GetCallerIdentity",
+        "ecs:ListTasks",  # held to the cluster by a condition (test below)
     }
     secret_metadata, parameter_metadata = _conditional(_statements("ClientPolicy"), "HasSecrets")
     assert secret_metadata == {
@@ -209,6 +211,26 @@ def test_client_policy_grants_what_the_readme_lists():
         "ecr:DescribeImages",
     } <= actions
     assert not any(action.endswith(":*") or action == "*" for action in actions)
+
+
+@pytest.mark.parametrize("command", sorted(iampolicy.COMMAND_NEEDS))
+def test_client_policy_allows_what_report_ps_stop_and_logs_call(command):
+    # The template's intrinsic functions, as the loader flattens them, filled in.
+    names = {"partition": "aws", "region": "us-east-1", "account": "123456789012",
+             "bucket": "b", "cluster": "covalent-ecs", "log_group": "/covalent-ecs/covalent-ecs/tasks"}
+    text = str(RESOURCES["ClientPolicy"]["Properties"]["PolicyDocument"])
+    for placeholder, value in (
+        ("${StagingBucket.Arn}", "arn:aws:s3:::b"), ("StagingBucket.Arn", "arn:aws:s3:::b"),
+        ("${AWS::Partition}", "aws"), ("${AWS::Region}", "us-east-1"),
+        ("${AWS::AccountId}", "123456789012"), ("${Cluster}", "covalent-ecs"),
+        ("${TaskLogGroup}", names["log_group"]),
+    ):
+        text = text.replace(placeholder, value)
+    document = ast.literal_eval(text)
+    assert iampolicy.missing_actions([document], iampolicy.command_needs(command, **names)) == []
+    # ListTasks names no task: it is held to the stack's cluster by a condition.
+    (listing,) = [s for s in iampolicy.statements(document) if s.get("Action") == "ecs:ListTasks"]
+    assert listing["Condition"] == {"ArnEquals": {"ecs:cluster": "Cluster.Arn"}}
 
 
 def test_the_repository_keeps_tags_immutable():

@@ -62,7 +62,7 @@ def one_relaunch(fresh_sandbox):
     fresh_sandbox.clear_faults()
 
 
-def test_summary_lines_report_json_and_chart_of_a_mixed_dispatch(covalent_server, one_relaunch, tmp_path):
+def test_summary_lines_report_json_and_chart_of_a_mixed_dispatch(result_of, one_relaunch, tmp_path):
     # Built here: an executor object reads covalent.conf (the sandbox's block) when made.
     @ct.electron(executor=ECSExecutor(capacity_provider="FARGATE_SPOT"))
     def quick_on_spot(x):
@@ -74,7 +74,7 @@ def test_summary_lines_report_json_and_chart_of_a_mixed_dispatch(covalent_server
         return fails_after_the_others(doubled, tripled)
 
     dispatch_id = ct.dispatch(mixed)(5)
-    result = ct.get_result(dispatch_id, wait=True)
+    result = result_of(dispatch_id, timeout_s=DISPATCH_BOUND_S)
     assert str(result.status) == "FAILED"
 
     # Every node's stderr ends with its summary line(s); the relaunched node has one per attempt.
@@ -173,7 +173,7 @@ def long_flow():
     return long_running()
 
 
-def test_ps_lists_a_running_task_logs_follow_streams_it_and_stop_ends_it(covalent_server, fresh_sandbox):
+def test_ps_lists_a_running_task_logs_follow_streams_it_and_stop_ends_it(result_of, fresh_sandbox):
     dispatch_id = ct.dispatch(long_flow)()
     follow = None
     try:
@@ -218,6 +218,6 @@ def test_ps_lists_a_running_task_logs_follow_streams_it_and_stop_ends_it(covalen
         if follow is not None and follow.poll() is None:
             follow.kill()
         ct.cancel(dispatch_id)  # no task may outlive the test
-    result = ct.get_result(dispatch_id, wait=True)
+    result = result_of(dispatch_id, timeout_s=DISPATCH_BOUND_S)
     assert str(result.status) in ("FAILED", "CANCELLED")
 

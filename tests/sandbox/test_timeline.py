@@ -15,6 +15,8 @@ from covalent_ecs_executor.sandbox.seed import PLACEHOLDER_IMAGE_BYTES
 pytestmark = pytest.mark.integration
 
 BANDWIDTH_MB_S = 100.0
+# A run takes a second or two: a ceiling for a broken one, not a pace.
+RUN_CEILING_S = 60
 EXPECTED_PULL_S = PLACEHOLDER_IMAGE_BYTES / (BANDWIDTH_MB_S * 1e6)  # 0.8 s for the runner image
 ECS_ORDER = ("createdAt", "connectivityAt", "pullStartedAt", "pullStoppedAt", "startedAt",
              "executionStoppedAt", "stoppedAt")  # fmt: skip
@@ -26,7 +28,7 @@ def test_timestamps_follow_ecs_and_the_pull_takes_the_images_size_over_the_bandw
         executor = ECSExecutor(**config)
         executor._task_stdout, executor._task_stderr = io.StringIO(), io.StringIO()
         meta = {"dispatch_id": "timeline-1", "node_id": 0, "results_dir": "."}
-        assert asyncio.run(executor.run(abs, [-4], {}, meta)) == 4
+        assert asyncio.run(asyncio.wait_for(executor.run(abs, [-4], {}, meta), RUN_CEILING_S)) == 4
 
         line = executor.task_stderr.getvalue().splitlines()[-1]
         (arn,) = [r["taskArn"] for r in sandbox.tasks() if r["label"] == "timeline-1/0"]
@@ -47,7 +49,7 @@ def test_without_a_bandwidth_the_pull_is_immediate():
         executor = ECSExecutor(**config)
         executor._task_stdout, executor._task_stderr = io.StringIO(), io.StringIO()
         meta = {"dispatch_id": "timeline-2", "node_id": 0, "results_dir": "."}
-        assert asyncio.run(executor.run(abs, [-1], {}, meta)) == 1
+        assert asyncio.run(asyncio.wait_for(executor.run(abs, [-1], {}, meta), RUN_CEILING_S)) == 1
         (arn,) = [r["taskArn"] for r in sandbox.tasks() if r["label"] == "timeline-2/0"]
         (task,) = sandbox.client("ecs", internal=True).describe_tasks(
             cluster=config["ecs_cluster_name"], tasks=[arn])["tasks"]  # fmt: skip

@@ -7,6 +7,7 @@ import asyncio
 import io
 
 import pytest
+from waiting import wait_for
 
 from covalent_ecs_executor import ECSExecutor
 from covalent_ecs_executor.sandbox import Sandbox
@@ -35,7 +36,12 @@ def test_timestamps_follow_ecs_and_the_pull_takes_the_images_size_over_the_bandw
         assert line.startswith("[covalent-ecs] queued ") and line.endswith(f"task {arn}")
 
         ecs = sandbox.client("ecs", internal=True)
-        (task,) = ecs.describe_tasks(cluster=config["ecs_cluster_name"], tasks=[arn])["tasks"]
+
+        def stopped() -> dict | None:  # run() returns at the container's exit, before STOPPED
+            (task,) = ecs.describe_tasks(cluster=config["ecs_cluster_name"], tasks=[arn])["tasks"]
+            return task if task["lastStatus"] == "STOPPED" else None
+
+        task = wait_for(stopped, what="the task to reach STOPPED")
         stamps = [task[name].timestamp() for name in ECS_ORDER]
         assert stamps == sorted(stamps), dict(zip(ECS_ORDER, stamps, strict=True))
         pull_s = stamps[3] - stamps[2]

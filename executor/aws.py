@@ -204,7 +204,7 @@ def call(method: Any, action: str, /, **kwargs: Any) -> Any:
     try:
         return method(**kwargs)
     except _BOTO_ERRORS as err:
-        raise translate(err, action) from _botocore_cause(err)
+        raise translate(err, action, **_bucket_facts(kwargs)) from _botocore_cause(err)
 
 
 def pages(client: Any, operation: str, action: str, /, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -212,7 +212,7 @@ def pages(client: Any, operation: str, action: str, /, **kwargs: Any) -> Iterato
     try:
         yield from client.get_paginator(operation).paginate(**kwargs)
     except _BOTO_ERRORS as err:
-        raise translate(err, action) from _botocore_cause(err)
+        raise translate(err, action, **_bucket_facts(kwargs)) from _botocore_cause(err)
 
 
 def is_boto_error(err: BaseException) -> bool:
@@ -220,12 +220,30 @@ def is_boto_error(err: BaseException) -> bool:
     return isinstance(err, _BOTO_ERRORS)
 
 
-def translate(err: Exception, action: str) -> ECSExecutorError:
+def translate(
+    err: Exception,
+    action: str,
+    *,
+    bucket: str | None = None,
+    expected_bucket_owner: str | None = None,
+) -> ECSExecutorError:
     """Our error for a botocore (or boto3 transfer) error, naming ``action``."""
     cause = _botocore_cause(err)
     if isinstance(cause, ClientError):
-        return translate_client_error(cause, action)
+        return translate_client_error(
+            cause, action, bucket=bucket, expected_bucket_owner=expected_bucket_owner
+        )
     return translate_botocore_error(cause, action)
+
+
+def _bucket_facts(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The bucket and ExpectedBucketOwner an S3 call named (upload_file: in ExtraArgs)."""
+    extra_args = kwargs.get("ExtraArgs") or {}
+    return {
+        "bucket": kwargs.get("Bucket"),
+        "expected_bucket_owner": kwargs.get("ExpectedBucketOwner")
+        or extra_args.get("ExpectedBucketOwner"),
+    }
 
 
 def _botocore_cause(err: Exception) -> Exception:
@@ -265,9 +283,28 @@ def error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
 
-def translate_client_error(err: ClientError, action: str) -> ECSExecutorError:
+def translate_client_error(
+    err: ClientError,
+    action: str,
+    *,
+    bucket: str | None = None,
+    expected_bucket_owner: str | None = None,
+) -> ECSExecutorError:
+    """Our error for ``err``. For an S3 call that carried ``ExpectedBucketOwner``, pass
+    it and the bucket: S3 answers a bucket of another account with a plain 403."""
     code = error_code(err)
     message = readable(err.response.get("Error", {}).get("Message", "") or str(err))
+    if expected_bucket_owner and code in ("AccessDenied", "403"):
+        # S3 does not say whether the owner differs or the identity lacks permission.
+        return AWSSetupError(
+            f"could not {action}: S3 denied access to bucket {bucket!r} ({code}). Every "
+            f"staging request requires the bucket to belong to account {expected_bucket_owner} "
+            "(ExpectedBucketOwner), and S3 answers 403 without naming the owner when it "
+            "belongs to another account. If s3_bucket_name names a bucket someone else owns "
+            "(a look-alike of a global name, say), create one in account "
+            f"{expected_bucket_owner} and set s3_bucket_name to it; otherwise let this "
+            "identity s3:PutObject, s3:GetObject and s3:DeleteObject under its staging prefix."
+        )
     if code in _ACCESS_DENIED_CODES:
         return AWSSetupError(
             f"could not {action}: AWS denied access ({code}: {message}). Check the "

@@ -4,7 +4,8 @@
 (its environment points boto3 at the sandbox, as ECS would give it a task role). Each
 test stages what the runner reads, runs it, and asserts on its exit code and on the
 envelope it wrote — and the client's reading of that envelope (failures.py), so a
-contract change breaks here first.
+contract change breaks here first. Payloads are signed as the client signs them (a
+run's key, the bucket's owner in the environment), unless a test says otherwise.
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ import cloudpickle
 import pytest
 
 from covalent_ecs_executor import failures
-from covalent_ecs_executor.errors import RemoteTaskError, RuntimeSkewError, StagingError
+from covalent_ecs_executor.errors import (
+    IntegrityError,
+    RemoteTaskError,
+    RuntimeSkewError,
+    StagingError,
+)
 from covalent_ecs_executor.sandbox.seed import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
 from covalent_ecs_executor.staging import STAGING_ROOT
-from covalent_ecs_runtime import contract
+from covalent_ecs_runtime import contract, signing
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +46,14 @@ class Staged:
         prefix = f"{STAGING_ROOT}/{self.dispatch_id}/0-{uuid.uuid4().hex[:8]}/"
         self.payload_key = prefix + "payload.pkl"
         self.result_key = prefix + "result.pkl"
+        self.key = signing.SigningKey.new()
+        self.owner = sandbox.client("sts", internal=True).get_caller_identity()["Account"]
 
-    def put_payload(self, body: bytes) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=self.payload_key, Body=body)
+    def put_payload(self, body: bytes, *, signed: bool = True) -> None:
+        mac = self.key.mac(signing.PURPOSE_PAYLOAD, self.payload_key)
+        mac.update(body)
+        metadata = contract.object_metadata(mac.hexdigest()) if signed else {}
+        self.s3.put_object(Bucket=self.bucket, Key=self.payload_key, Body=body, Metadata=metadata)
 
     def run(self) -> subprocess.CompletedProcess[str]:
         env = {
@@ -53,6 +64,8 @@ class Staged:
             "AWS_DEFAULT_REGION": REGION,
             **contract.client_env(),
             contract.ENV_TASK_LABEL: f"{self.dispatch_id}/0",
+            contract.ENV_BUCKET_OWNER: self.owner,
+            contract.ENV_SIGNING_SECRET: self.key.env_value(),
         }
         argv = contract.run_command(
             bucket=self.bucket, payload_key=self.payload_key, result_key=self.result_key
@@ -66,7 +79,13 @@ class Staged:
         )
 
     def envelope(self) -> dict[str, Any]:
-        body = self.s3.get_object(Bucket=self.bucket, Key=self.result_key)["Body"].read()
+        """The result, once its MAC (as the client checks it) verified."""
+        response = self.s3.get_object(Bucket=self.bucket, Key=self.result_key)
+        body = response["Body"].read()
+        mac = self.key.mac(signing.PURPOSE_RESULT, self.result_key)
+        mac.update(body)
+        assert response["Metadata"][contract.META_FORMAT] == str(contract.ENVELOPE_FORMAT)
+        assert mac.matches(response["Metadata"][contract.META_MAC])
         return cloudpickle.loads(body)
 
 

@@ -32,7 +32,7 @@ from botocore.parsers import ResponseParserError
 
 from covalent_ecs_runtime.contract import RUNNER_VERSION
 
-from .config import ExecutorConfig
+from .config import ExecutorConfig, check_endpoint_url
 from .errors import (
     AWSSetupError,
     ConfigError,
@@ -128,6 +128,7 @@ class Clients:
                         user_agent_extra=f"covalent-ecs-executor/{RUNNER_VERSION}",
                     ),
                 )
+                _refuse_plain_http(client)
                 # First in line, so botocore's own retry handlers (and adaptive mode's
                 # rate limiter) see ECS's disguised throttling as throttling.
                 event = f"needs-retry.{client.meta.service_model.service_id.hyphenize()}"
@@ -155,6 +156,19 @@ class Clients:
     def ecr_registry(self) -> str:
         suffix = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
         return f"{self.account_id}.dkr.ecr.{self.region}.{suffix}"
+
+
+def _refuse_plain_http(client: Any) -> None:
+    """The endpoint botocore resolved (endpoint_url, AWS_ENDPOINT_URL*, the AWS config
+    file) must be https://, or http:// to loopback: checked before the client's first call."""
+    url = client.meta.endpoint_url
+    try:
+        check_endpoint_url(url)
+    except ValueError as err:
+        raise ConfigError(
+            f"the AWS endpoint {url!r} (from endpoint_url, AWS_ENDPOINT_URL or the AWS "
+            f"config file) is refused: {err}"
+        ) from None
 
 
 def _session(settings: ConnectionSettings) -> boto3.Session:

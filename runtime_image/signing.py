@@ -87,7 +87,9 @@ class Mac:
         """True when ``claimed`` (hex, e.g. from object metadata) is this MAC."""
         if not claimed:
             return False
-        return hmac.compare_digest(self.hexdigest(), claimed.strip().lower())
+        # As bytes: compare_digest refuses non-ASCII str, and a claim is anyone's text.
+        claimed_bytes = claimed.strip().lower().encode("utf-8", errors="replace")
+        return hmac.compare_digest(self.hexdigest().encode(), claimed_bytes)
 
 
 class MacWriter:

@@ -20,6 +20,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from signed_objects import put_signed, read_verified, run_environment
 
 from covalent_ecs_executor import failures
 from covalent_ecs_executor.errors import (
@@ -57,10 +58,8 @@ class Staged:
         self, body: bytes, *, signed: bool = True, key: signing.SigningKey | None = None
     ) -> None:
         """Stage ``body`` as the client does, signed with this run's key (or ``key``)."""
-        mac = (key or self.key).mac(signing.PURPOSE_PAYLOAD, self.payload_key)
-        mac.update(body)
-        metadata = contract.object_metadata(mac.hexdigest()) if signed else {}
-        self.s3.put_object(Bucket=self.bucket, Key=self.payload_key, Body=body, Metadata=metadata)
+        signing_key = (key or self.key) if signed else None
+        put_signed(self.s3, self.bucket, self.payload_key, body, signing_key)
 
     def run(self, *, with_run_secrets: bool = True) -> subprocess.CompletedProcess[str]:
         env = {
@@ -73,8 +72,7 @@ class Staged:
             contract.ENV_TASK_LABEL: f"{self.dispatch_id}/0",
         }
         if with_run_secrets:
-            env[contract.ENV_BUCKET_OWNER] = self.owner
-            env[contract.ENV_SIGNING_SECRET] = self.key.env_value()
+            env.update(run_environment(self.key, self.owner))
         argv = contract.run_command(
             bucket=self.bucket, payload_key=self.payload_key, result_key=self.result_key
         )
@@ -88,13 +86,7 @@ class Staged:
 
     def envelope(self) -> dict[str, Any]:
         """The result, once its MAC (as the client checks it) verified."""
-        response = self.s3.get_object(Bucket=self.bucket, Key=self.result_key)
-        body = response["Body"].read()
-        mac = self.key.mac(signing.PURPOSE_RESULT, self.result_key)
-        mac.update(body)
-        assert response["Metadata"][contract.META_FORMAT] == str(contract.ENVELOPE_FORMAT)
-        assert mac.matches(response["Metadata"][contract.META_MAC])
-        return cloudpickle.loads(body)
+        return read_verified(self.s3, self.bucket, self.result_key, self.key)
 
 
 @pytest.fixture

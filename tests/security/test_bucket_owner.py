@@ -7,13 +7,13 @@ request named.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 import botocore.exceptions
 import pytest
 from covalent._shared_files.exceptions import TaskRuntimeError
+from executor_runs import run_nodes
 
 from covalent_ecs_executor import ECSExecutor, StagingError
 
@@ -25,20 +25,8 @@ FOREIGN_ACCOUNT = "111122223333"
 MULTIPART_BYTES = 9 * 1024 * 1024
 
 
-def run_nodes(executor: ECSExecutor, calls: list[tuple[Any, tuple, dict]]) -> list[Any]:
-    dispatch_id = f"owner-{uuid.uuid4().hex[:8]}"
-
-    async def main() -> list[Any]:
-        return await asyncio.gather(
-            *[
-                executor.run(fn, list(args), dict(kwargs),
-                             {"dispatch_id": dispatch_id, "node_id": i, "results_dir": "/tmp"})
-                for i, (fn, args, kwargs) in enumerate(calls)
-            ],
-            return_exceptions=True,
-        )  # fmt: skip
-
-    return asyncio.run(main())
+def new_dispatch_id() -> str:
+    return f"owner-{uuid.uuid4().hex[:8]}"
 
 
 def account_of(sandbox: Any) -> str:
@@ -66,7 +54,7 @@ def test_every_client_and_runner_s3_request_names_the_accounts_bucket_owner(fres
 
     executor = ECSExecutor(**fresh_sandbox.executor_config)
     blob = b"b" * MULTIPART_BYTES
-    assert run_nodes(executor, [(abs, (-7,), {}), (echo, (blob,), {})]) == [7, blob]
+    assert run_nodes(executor, [(abs, (-7,), {}), (echo, (blob,), {})], new_dispatch_id()) == [7, blob]
 
     account = account_of(fresh_sandbox)
     owners = fresh_sandbox.expected_owners()
@@ -88,7 +76,7 @@ def test_a_bucket_of_another_account_fails_the_node_at_the_first_request(fresh_s
     s3.delete_object(Bucket=bucket, Key="probe")
 
     executor = ECSExecutor(**{**fresh_sandbox.executor_config, "s3_bucket_name": bucket})
-    [failed] = run_nodes(executor, [(abs, (-1,), {})])
+    [failed] = run_nodes(executor, [(abs, (-1,), {})], new_dispatch_id())
 
     account = account_of(fresh_sandbox)
     assert isinstance(failed, TaskRuntimeError)

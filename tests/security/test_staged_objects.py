@@ -9,7 +9,6 @@ override: it must show up in no S3 object, no log line and no output.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import pickle
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 import cloudpickle
 import pytest
 from covalent._shared_files.exceptions import TaskRuntimeError
+from executor_runs import run_nodes
 
 from covalent_ecs_executor import ECSExecutor, IntegrityError
 from covalent_ecs_executor.sandbox.faults import Fault, forged_object
@@ -27,22 +27,6 @@ from covalent_ecs_runtime import contract
 pytestmark = pytest.mark.integration
 # The runner cannot import this module: pickle its functions by value, as users do.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def run_nodes(executor: ECSExecutor, calls: list[tuple[Any, tuple, dict]], dispatch_id: str) -> list[Any]:
-    """Run each ``(fn, args, kwargs)`` as node 0, 1, ... concurrently; exceptions returned."""
-
-    async def main() -> list[Any]:
-        return await asyncio.gather(
-            *[
-                executor.run(fn, list(args), dict(kwargs),
-                             {"dispatch_id": dispatch_id, "node_id": i, "results_dir": "/tmp"})
-                for i, (fn, args, kwargs) in enumerate(calls)
-            ],
-            return_exceptions=True,
-        )  # fmt: skip
-
-    return asyncio.run(main())
 
 
 def new_executor(sandbox: Any, **overrides: Any) -> ECSExecutor:

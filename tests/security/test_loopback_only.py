@@ -8,6 +8,7 @@ from elsewhere.
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 
@@ -17,8 +18,9 @@ from covalent._shared_files.exceptions import TaskRuntimeError
 from covalent_ecs_executor import ConfigError, ECSExecutor
 from covalent_ecs_executor.config import ExecutorConfig
 from covalent_ecs_executor.sandbox import Sandbox, SandboxError
+from covalent_ecs_executor.sandbox.foreground import serve
 
-# Importing the sandbox package (moto) in a fresh interpreter: a few seconds; a ceiling.
+# Importing the CLI in a fresh interpreter: a few seconds; a ceiling.
 SUBPROCESS_TIMEOUT_S = 120
 
 
@@ -65,11 +67,19 @@ def test_the_sandbox_refuses_to_listen_beyond_loopback(host):
     assert repr(host) in str(err.value) and "loopback" in str(err.value)
 
 
-def test_the_sandbox_command_refuses_a_public_address_with_a_message():
+def test_serving_refuses_a_public_address_before_touching_signal_handlers():
+    # `covalent-ecs sandbox` offers no host option (it binds 127.0.0.1); a program
+    # calling serve() with another host gets the refusal, its handlers left as they were.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(SandboxError, match="only listens on a loopback address"):
+        serve(host="0.0.0.0")
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+
+
+def test_the_sandbox_command_has_no_way_to_listen_elsewhere():
     done = subprocess.run(
-        [sys.executable, "-m", "covalent_ecs_executor.sandbox", "--host", "0.0.0.0"],
+        [sys.executable, "-m", "covalent_ecs_executor.sandbox", "--help"],
         capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
     )  # fmt: skip
-    assert done.returncode == 2
-    assert "only listens on a loopback address" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.returncode == 0, done.stderr
+    assert "--host" not in done.stdout and "127.0.0.1" in done.stdout

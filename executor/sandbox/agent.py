@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .faults import Fault, FaultBook, task_label
+from .faults import Fault, FaultBook, forge_staged_object, task_label
 from .images import image_pull_error, image_size_bytes
 from .log_pump import AwsLogsSink, OutputPump, awslogs_stream_name
 from .moto_patches import utc_now
@@ -268,6 +268,7 @@ class FargateAgent:
         run.label = task_label(_container_override(task, container.name).get("environment"))
         if self._faults is not None:
             run.fault = self._faults.take_task_fault(run.label, run.task_arn)
+        self._forge_if_hostile(run, "payload")  # staged before RunTask: replace it now
         if task.desired_status == "STOPPED":
             run.stop_requested = True
         with self._lock:
@@ -478,10 +479,19 @@ class FargateAgent:
         # The container is gone once its main process exits: like Docker tearing down
         # the PID namespace, kill whatever the process left behind.
         process.send_signal(signal.SIGKILL)
+        self._forge_if_hostile(run, "result")  # written, not yet reported: the client waits
         run.exit_code = EXIT_CODE_OOM if run.oom else exit_code_from_returncode(returncode)
         run.exited_at = now
         run.phase = "EXITED"
         self._finish_container(run, now)
+
+    def _forge_if_hostile(self, run: TaskRun, target: str) -> None:
+        """The hostile_overwrite fault (faults.py) on this task's ``target`` object."""
+        fault = run.fault
+        if fault is None or fault.kind != "hostile_overwrite" or fault.target != target:
+            return
+        command = _container_override(run.task, run.container.name).get("command") or []
+        fault.applied_to.append(forge_staged_object(fault, command))
 
     def _strike(self, run: TaskRun) -> None:
         """A running task's scripted fault: the OOM killer, or Spot reclaiming it."""

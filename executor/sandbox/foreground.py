@@ -101,7 +101,7 @@ def serve(
     if problem:
         print(f"error: {problem}", file=sys.stderr, flush=True)
         return 1
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Made first: a host it refuses (not loopback) raises before any handler is replaced.
     sandbox = Sandbox(
         host=host,
         port=port,
@@ -113,6 +113,7 @@ def serve(
         pull_bandwidth_mb_s=pull_bandwidth_mb_s,
         on_task_event=lambda event, run: echo(describe_task_event(event, run)),
     )
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
             sandbox.start()

@@ -73,6 +73,14 @@ class SandboxClient:
     def reset_calls(self) -> None:
         self._request("POST", "calls/reset")
 
+    def expected_owners(self) -> dict[str, dict[str, dict[str, int]]]:
+        """The ExpectedBucketOwner each S3 request carried, per caller (Sandbox.expected_owners)."""
+        return self._request("GET", "calls/expected-owners")
+
+    def create_foreign_bucket(self, name: str, account: str) -> dict[str, str]:
+        """A bucket owned by another account (Sandbox.create_foreign_bucket)."""
+        return self._request("POST", "buckets/foreign", {"name": name, "account": account})
+
     def tasks(self) -> list[dict[str, Any]]:
         return self._request("GET", "tasks")
 

@@ -99,7 +99,7 @@ def test_write_conf_keeps_other_sections_and_keys(sandbox, tmp_path):
     conf = tmp_path / "covalent.conf"
     conf.write_text(
         '[sdk]\nlog_level = "debug"\n\n[executors.ecs]\nvcpu = 1.0\nmemory = 2.0\n'
-        'endpoint_url = "http://stale.example:1"\n'
+        'endpoint_url = "http://127.0.0.1:1"\n'
     )
     name = unique_stack_name()
     result = invoke(

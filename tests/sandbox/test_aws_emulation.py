@@ -20,10 +20,11 @@ import cloudpickle
 import pytest
 from botocore.config import Config
 from sandbox_tasks import fargate_definition, in_sandbox_network
+from signed_objects import put_signed, read_verified, run_environment
 from waiting import wait_for
 
 from covalent_ecs_executor.sandbox.seed import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
-from covalent_ecs_runtime import contract
+from covalent_ecs_runtime import contract, signing
 
 pytestmark = pytest.mark.integration
 
@@ -400,15 +401,18 @@ def test_runner_executes_a_staged_payload_and_writes_the_envelope(ecs: Ecs) -> N
     prefix = f"tasks/{uuid.uuid4().hex}"
     payload_key, result_key = f"{prefix}/payload.pkl", f"{prefix}/result.pkl"
     s3 = ecs.sandbox.client("s3")
-    s3.put_object(
-        Bucket=bucket, Key=payload_key, Body=cloudpickle.dumps((add, (2, 3), {"scale": 10}))
-    )
+    signing_key = signing.SigningKey.new()
+    put_signed(s3, bucket, payload_key, cloudpickle.dumps((add, (2, 3), {"scale": 10})), signing_key)
     image = (
         f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/"
         f"{config['ecr_repo_name']}:{contract.runner_image_tag()}"
     )
     definition = ecs.register(image=image, entryPoint=contract.ENTRY_POINT)
-    env = {**contract.client_env(), contract.ENV_TASK_LABEL: "dispatch/0"}
+    env = {
+        **contract.client_env(),
+        contract.ENV_TASK_LABEL: "dispatch/0",
+        **run_environment(signing_key, ACCOUNT),
+    }
     arn = ecs.run(
         definition,
         overrides={
@@ -426,7 +430,7 @@ def test_runner_executes_a_staged_payload_and_writes_the_envelope(ecs: Ecs) -> N
     task = ecs.wait_status(arn, "STOPPED", timeout_s=30)
 
     assert task["containers"][0]["exitCode"] == contract.EXIT_RESULT_WRITTEN
-    envelope = cloudpickle.loads(s3.get_object(Bucket=bucket, Key=result_key)["Body"].read())
+    envelope = read_verified(s3, bucket, result_key, signing_key)
     assert envelope["outcome"] == contract.OUTCOME_RETURNED
     assert envelope["value"] == 50
     assert envelope["stdout"] == "adding 2 3\n"
@@ -498,9 +502,14 @@ def test_runner_refuses_a_client_with_another_python_or_cloudpickle(ecs: Ecs) ->
     prefix = f"tasks/{uuid.uuid4().hex}"
     payload_key, result_key = f"{prefix}/payload.pkl", f"{prefix}/result.pkl"
     s3 = ecs.sandbox.client("s3")
-    s3.put_object(Bucket=bucket, Key=payload_key, Body=cloudpickle.dumps((abs, (-1,), {})))
+    signing_key = signing.SigningKey.new()
+    put_signed(s3, bucket, payload_key, cloudpickle.dumps((abs, (-1,), {})), signing_key)
     definition = ecs.register(entryPoint=contract.ENTRY_POINT)
-    env = {contract.ENV_CLIENT_PYTHON: "3.99", contract.ENV_CLIENT_CLOUDPICKLE: "0.1"}
+    env = {
+        contract.ENV_CLIENT_PYTHON: "3.99",
+        contract.ENV_CLIENT_CLOUDPICKLE: "0.1",
+        **run_environment(signing_key, ACCOUNT),
+    }
     arn = ecs.run(
         definition,
         overrides={"containerOverrides": [{
@@ -510,7 +519,7 @@ def test_runner_refuses_a_client_with_another_python_or_cloudpickle(ecs: Ecs) ->
         }]},
     )["tasks"][0]["taskArn"]
     assert ecs.wait_status(arn, "STOPPED", timeout_s=30)["containers"][0]["exitCode"] == 0
-    envelope = cloudpickle.loads(s3.get_object(Bucket=bucket, Key=result_key)["Body"].read())
+    envelope = read_verified(s3, bucket, result_key, signing_key)
     assert envelope["outcome"] == contract.OUTCOME_RUNNER_ERROR
     assert "timings" in envelope and "function_started" not in envelope["timings"]  # never ran
     error = envelope_error(envelope)

@@ -54,6 +54,8 @@ from .config import CONFIG_KEYS, COVALENT_BASE_KEYS, ExecutorConfig, build_confi
 from .errors import (
     ConfigError,
     ECSExecutorError,
+    IntegrityError,
+    StagingError,
     StartTimeoutError,
     TaskDefinitionInactiveError,
     TaskStoppedError,
@@ -72,6 +74,9 @@ CANCEL_CHECK_INTERVAL_S = 2.0
 # After a container exited without a result: how long to wait for the task to reach
 # STOPPED (and ECS's full reason) before explaining the failure with what is known.
 STOPPED_WAIT_S = 120.0
+# After a StopTask: how long cleanup waits for the container to exit (ECS sends SIGTERM,
+# then SIGKILL after the container's stopTimeout, 30 s by default).
+CONTAINER_STOP_WAIT_S = 45.0
 # What a task stuck before its container started is usually waiting for.
 _STUCK_HINTS = {
     "PROVISIONING": "Fargate was still finding capacity or attaching the network interface "
@@ -121,6 +126,10 @@ class _Run:
     number: int = 1
     # What the run's attempts showed (timings, described tasks); shared by its attempts.
     seen: timeline.RunSeen = field(default_factory=timeline.RunSeen)
+    # Result keys written but not read (the download failed): kept, never deleted.
+    unread: set[str] = field(default_factory=set)
+    # Every task the run's attempts started.
+    launched: list[livetasks.LiveTask] = field(default_factory=list)
 
     @property
     def attempt(self) -> str:
@@ -309,10 +318,30 @@ class ECSExecutor(AsyncBaseExecutor):
                     return await self._attempt(run)
                 except ECSExecutorError as err:
                     run = await self._relaunch_or_raise(err, run, history)
+        except asyncio.CancelledError:
+            raise  # shutting down: clean up at once, don't wait for stopping containers
+        except BaseException:
+            await self._wait_for_stopped_containers(first)
+            raise
         finally:
             await asyncio.gather(
                 self._clean_up(first, attempts=run.number), self._write_record(first)
             )
+
+    async def _wait_for_stopped_containers(self, run: _Run) -> None:
+        """Before the staging objects are deleted: wait (at most CONTAINER_STOP_WAIT_S)
+        for the containers of tasks we stopped to exit, so that a result a stopping
+        runner still writes is deleted too rather than left behind."""
+        stopped = [task for task in run.launched if task.stopped and not task.exited]
+        if not stopped:
+            return
+        watcher = poller.poller_for(run.clients, _in_thread)
+        waits = [
+            watcher.watch(task.cluster, task.task_arn, interval_s=run.config.poll_freq)
+            for task in stopped
+        ]
+        with contextlib.suppress(asyncio.TimeoutError, ECSExecutorError):
+            await asyncio.wait_for(asyncio.gather(*waits), CONTAINER_STOP_WAIT_S)
 
     async def _attempt(self, run: _Run) -> Any:
         """One launch: RunTask, watch, collect. The task is guarded until it exited."""
@@ -320,6 +349,7 @@ class ECSExecutor(AsyncBaseExecutor):
         error: BaseException | None = None
         try:
             image_uri, task = await self._launch(run)
+            run.launched.append(task)
             seen.task_arn = task.task_arn
             async with livetasks.guard(task, run_in_thread=_in_thread, label=run.label):
                 await self._set_job_handle({"task_arn": task.task_arn, "cluster": run.cluster})
@@ -514,10 +544,16 @@ class ECSExecutor(AsyncBaseExecutor):
         """The result envelope, verified before it was loaded (staging.download_result
         raises IntegrityError otherwise); when the task wrote none, raise why it stopped."""
         started = time.monotonic()
-        envelope = await threads.transfer(
-            staging.download_result, run.clients.s3, run.bucket, run.keys.result,
-            run.config.cache_dir, run.signing_key,
-        )  # fmt: skip
+        try:
+            envelope = await threads.transfer(
+                staging.download_result, run.clients.s3, run.bucket, run.keys.result,
+                run.config.cache_dir, run.signing_key,
+            )  # fmt: skip
+        except IntegrityError:
+            raise  # not the task's result: nothing worth keeping
+        except StagingError:
+            run.unread.add(run.keys.result)  # a finished result is never deleted unread
+            raise
         if envelope is None:
             raise await self._explain_stop(run, watcher, described, image_uri)
         seen = run.seen.current
@@ -631,11 +667,11 @@ class ECSExecutor(AsyncBaseExecutor):
         try:
             await threads.transfer(
                 staging.delete_task_objects, run.clients.s3, run.bucket, run.keys,
-                attempts=attempts,
+                attempts=attempts, keep=run.unread,
             )  # fmt: skip
         except ECSExecutorError as err:
             # The task's own outcome matters more than its leftovers; say so, don't fail.
-            print(f"[covalent-ecs] warning: {err}", file=sys.stderr)
+            print(f"[covalent-ecs] warning: {err}", file=self.task_stderr or sys.stderr)
 
 
 __all__ = ["ECSExecutor", "EXECUTOR_PLUGIN_NAME", "ConfigError"]

@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,6 +36,9 @@ from .errors import ECSExecutorError, IntegrityError, StagingError
 
 STAGING_ROOT = "covalent-ecs"
 _STREAM_CHUNK_BYTES = 1024 * 1024
+# Whole-download tries when the body breaks mid-stream, and the first pause between them.
+DOWNLOAD_ATTEMPTS = 4
+DOWNLOAD_BACKOFF_S = 0.5
 # Encrypt staged objects at rest even where the bucket has no default encryption.
 _SSE = {"ServerSideEncryption": "AES256"}
 
@@ -124,8 +129,31 @@ def download_result(
     """The task's result envelope, or None when the runner never wrote one.
 
     Raises IntegrityError, before unpickling anything, when the object is unsigned or
-    its MAC does not match the bytes received.
+    its MAC does not match the bytes received. A download the network broke mid-stream
+    (botocore retries the request, not the body) is started again, up to
+    DOWNLOAD_ATTEMPTS times; past that the StagingError says the result is kept.
     """
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            return _download_result_once(s3, bucket, key, cache_dir, signing_key)
+        except _BrokenDownload as broken:
+            if attempt == DOWNLOAD_ATTEMPTS:
+                raise StagingError(
+                    f"could not download the result {bucket.uri(key)} after {attempt} tries: "
+                    f"{broken.__cause__}. The task finished; its result is kept in the bucket "
+                    "(the staging lifecycle rule removes it)."
+                ) from broken.__cause__
+            time.sleep(DOWNLOAD_BACKOFF_S * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _BrokenDownload(Exception):
+    """The result's body stopped mid-stream (its cause says how): worth another try."""
+
+
+def _download_result_once(
+    s3: Any, bucket: Bucket, key: str, cache_dir: str, signing_key: signing.SigningKey
+) -> dict[str, Any] | None:
     uri = bucket.uri(key)
     try:
         response = _staging_call(
@@ -150,13 +178,22 @@ def download_result(
     mac = signing_key.mac(signing.PURPOSE_RESULT, key)
     fd, path = tempfile.mkstemp(prefix="result-", suffix=".pkl", dir=_cache_dir(cache_dir))
     try:
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in body.iter_chunks(_STREAM_CHUNK_BYTES):
-                    mac.update(chunk)
+        with os.fdopen(fd, "wb") as f:
+            chunks = body.iter_chunks(_STREAM_CHUNK_BYTES)
+            while True:
+                try:
+                    chunk = next(chunks, None)
+                except Exception as err:  # noqa: BLE001 - botocore/urllib3 stream errors vary
+                    raise _BrokenDownload() from err
+                if chunk is None:
+                    break
+                mac.update(chunk)
+                try:
                     f.write(chunk)
-        except Exception as err:  # noqa: BLE001 - a broken download must name its key
-            raise StagingError(f"could not download the result {uri}: {err}") from err
+                except OSError as err:  # the local disk: not worth another download
+                    raise StagingError(
+                        f"could not save the result {uri} in {cache_dir}: {err}"
+                    ) from err
         if not mac.matches(metadata.get(contract.META_MAC)):
             raise IntegrityError(
                 f"the result {uri} failed its integrity check and was not loaded: its bytes "
@@ -175,9 +212,14 @@ def download_result(
     return envelope
 
 
-def delete_task_objects(s3: Any, bucket: Bucket, keys: TaskKeys, *, attempts: int = 1) -> None:
-    """Delete the payload and every attempt's result of a task in one request."""
-    objects = [{"Key": key} for key in (keys.payload, *keys.all_results(attempts))]
+def delete_task_objects(
+    s3: Any, bucket: Bucket, keys: TaskKeys, *, attempts: int = 1, keep: Collection[str] = ()
+) -> None:
+    """Delete the payload and every attempt's result of a task in one request, except
+    the keys in ``keep`` (a result that could not be read is left for the user)."""
+    objects = [
+        {"Key": key} for key in (keys.payload, *keys.all_results(attempts)) if key not in keep
+    ]
     response = _staging_call(
         s3.delete_objects,
         f"delete {bucket.uri(keys.prefix)}*",

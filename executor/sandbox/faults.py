@@ -41,6 +41,12 @@ Request faults (the API server applies them, server.py):
     server_error   answers the next ``times`` ``operations`` calls (default
                    ecs.DescribeTasks; any ECS operation, e.g. ecs.StopTask) with HTTP 500
                    ServerException, as during an ECS service event
+    cut_body       answers the next ``times`` ``operations`` calls (default s3.GetObject)
+                   with their headers and the first half of the body, then drops the
+                   connection: the network failing mid-download
+
+S3 request faults take ``key_suffix`` to pick objects by the end of their key
+(``result.pkl``: only results; ``payload.pkl``: only payloads).
     lost_response  performs the next ``times`` ``operation`` calls (default
                    ecs.RunTask) and then drops the connection before answering: the
                    client sees a reset connection and retries the same request
@@ -85,6 +91,7 @@ REQUEST_FAULTS = (
     "s3_error",
     "server_error",
     "lost_response",
+    "cut_body",
     "slow_response",
     "capacity_unavailable",
 )
@@ -95,6 +102,7 @@ _DEFAULT_OPERATIONS = {
     "s3_error": ["s3.PutObject", "s3.GetObject"],
     "server_error": ["ecs.DescribeTasks"],
     "slow_response": ["s3.PutObject"],
+    "cut_body": ["s3.GetObject"],
 }
 _MAX_BODY_BYTES = 1024 * 1024
 
@@ -113,6 +121,7 @@ class Fault:
     delay_s: float = 2.0
     exit_code: int = 1
     reason: str = ""
+    key_suffix: str = ""  # S3 request faults: only keys ending so (e.g. "result.pkl")
     status: int = 500
     codes: list[str] = field(default_factory=lambda: ["ThrottlingException", "ClientException"])
     target: str = "result"
@@ -299,8 +308,9 @@ class FaultBook:
         def matches(fault: Fault) -> bool:
             if operation not in fault.operations:
                 return False
-            if operation.startswith("s3."):
-                return _s3_path_matches(fault.label, path)
+            # DeleteObjects names its keys in the body: it matches unlabelled faults only.
+            if operation.startswith("s3.") and operation != "s3.DeleteObjects":
+                return _s3_path_matches(fault.label, path) and path.endswith(fault.key_suffix)
             return label_matches(fault.label, label) if fault.label else True
 
         return self._take(REQUEST_FAULTS, matches, operation)

@@ -235,7 +235,29 @@ class FaultPolicy:
         if fault.kind == "slow_response":
             time.sleep(fault.delay_s)  # this request's own server thread
             return None
+        if fault.kind == "cut_body":
+            return self._cut_body(environ, start_response)
         return self._lose_response(environ, start_response)
+
+    def _cut_body(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # The real answer's status and headers (its full Content-Length), half its body,
+        # then the connection is cut: the client's read fails mid-stream.
+        answer: dict[str, Any] = {}
+
+        def keep(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
+            answer["status"], answer["headers"] = status, headers
+
+        body = b"".join(self.downstream(environ, keep))
+        start_response(answer["status"], answer["headers"])
+
+        def half_then_cut() -> Any:
+            yield body[: len(body) // 2]
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        return half_then_cut()
 
     def _lose_response(self, environ: dict[str, Any], start_response: Any) -> Any:
         # The call happens (moto runs it to the end), then the connection is cut before

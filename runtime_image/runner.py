@@ -36,6 +36,8 @@ from . import contract, signing
 
 _PROCESS_STARTED = time.time()
 _DRAIN_TIMEOUT_S = 1.0
+# Whole-download tries when the payload's body breaks mid-stream.
+_DOWNLOAD_ATTEMPTS = 3
 
 
 def _log(message: str) -> None:
@@ -184,6 +186,26 @@ def _write_envelope(
 def _download_payload(
     s3: Any, bucket: str, key: str, path: str, owner: str, signing_key: signing.SigningKey
 ) -> bool:
+    """The payload, downloaded again when the network breaks its body mid-stream
+    (botocore retries requests, not bodies); True when it carries this run's MAC."""
+    for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
+        try:
+            return _download_payload_once(s3, bucket, key, path, owner, signing_key)
+        except _BrokenBody as broken:
+            if attempt == _DOWNLOAD_ATTEMPTS:
+                raise broken.__cause__ from None  # type: ignore[misc]
+            _log(f"the payload download broke ({broken.__cause__}); trying again")
+            time.sleep(0.5 * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _BrokenBody(Exception):
+    """The body stopped mid-stream (its cause says how)."""
+
+
+def _download_payload_once(
+    s3: Any, bucket: str, key: str, path: str, owner: str, signing_key: signing.SigningKey
+) -> bool:
     """One streamed GetObject (``download_file`` would add a HeadObject per task); True
     when the bytes carry this run's MAC. An unsigned object's body is not even read."""
     response = s3.get_object(Bucket=bucket, Key=key, ExpectedBucketOwner=owner)
@@ -193,7 +215,14 @@ def _download_payload(
         return False
     mac = signing_key.mac(signing.PURPOSE_PAYLOAD, key)
     with open(path, "wb") as f:
-        for chunk in response["Body"].iter_chunks(1024 * 1024):
+        chunks = response["Body"].iter_chunks(1024 * 1024)
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except Exception as exc:  # noqa: BLE001 - botocore/urllib3 stream errors vary
+                raise _BrokenBody() from exc
+            if chunk is None:
+                break
             mac.update(chunk)
             f.write(chunk)
     return mac.matches(claimed)

@@ -72,3 +72,11 @@ def test_a_cleanup_that_fails_is_a_warning_and_the_result_is_returned(fresh_sand
     s3 = fresh_sandbox.client("s3", internal=True)
     bucket = fresh_sandbox.executor_config["s3_bucket_name"]
     s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in left]})
+
+
+def test_the_runner_tries_a_payload_download_again_when_it_breaks(fresh_sandbox):
+    dispatch_id = f"cut-payload-{uuid.uuid4().hex[:8]}"
+    fresh_sandbox.add_fault("cut_body", label=dispatch_id, key_suffix="payload.pkl")
+    value, _ = _run_one(fresh_sandbox, dispatch_id)
+    assert value == 81
+    assert fresh_sandbox.calls_by_caller()["runner"]["s3.GetObject"] == 2

@@ -46,7 +46,7 @@ def test_plain_http_elsewhere_is_a_config_error_naming_the_value(url):
 def test_a_plain_http_aws_endpoint_url_is_refused_before_any_aws_call(sandbox, monkeypatch):
     # endpoint_url '' leaves the endpoint to boto3, which reads AWS_ENDPOINT_URL: the
     # endpoint it resolves is checked when the client is made, before its first call
-    # (a call would fail to connect: AWSSetupError "cannot reach the AWS endpoint").
+    # (a call would fail to connect: AWSSetupError "<endpoint> is unreachable").
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://10.0.0.1:4566")
     executor = ECSExecutor(**{**sandbox.executor_config, "endpoint_url": "", "max_attempts": 1})
 

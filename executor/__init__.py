@@ -24,6 +24,7 @@ from .errors import (
     RuntimeSkewError,
     StagingError,
     StartTimeoutError,
+    TaskInterruptedError,
     TaskStoppedError,
     TaskTimeoutError,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "RuntimeSkewError",
     "StagingError",
     "StartTimeoutError",
+    "TaskInterruptedError",
     "TaskStoppedError",
     "TaskTimeoutError",
     "__version__",

@@ -357,13 +357,13 @@ class ECSExecutor(AsyncBaseExecutor):
                 described = await self._watch(run, watcher, task.task_arn)
                 task.exited = True
                 exit_seen = seen.exit_seen = time.time()
-            envelope = await self._collect(run, watcher, described, image_uri)
+            envelope, described = await self._collect(run, watcher, described, image_uri)
             events.emit(
                 events.TASK_FINISHED, dispatch_id=run.dispatch_id, node_id=run.node_id,
                 task_arn=task.task_arn, timings=dict(envelope.get("timings") or {}),
                 exit_seen=exit_seen,
             )  # fmt: skip
-            return self._unpack(envelope, payload_uri=run.payload_uri)
+            return self._unpack(envelope, payload_uri=run.payload_uri, task=described)
         except BaseException as exc:
             error = exc
             raise
@@ -540,8 +540,8 @@ class ECSExecutor(AsyncBaseExecutor):
 
     async def _collect(
         self, run: _Run, watcher: poller.TaskPoller, described: dict[str, Any], image_uri: str
-    ) -> dict[str, Any]:
-        """The result envelope, verified before it was loaded (staging.download_result
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The result envelope (and the task as last described), verified before it was loaded (staging.download_result
         raises IntegrityError otherwise); when the task wrote none, raise why it stopped."""
         started = time.monotonic()
         try:
@@ -556,12 +556,36 @@ class ECSExecutor(AsyncBaseExecutor):
             raise
         if envelope is None:
             raise await self._explain_stop(run, watcher, described, image_uri)
+        if envelope.get("outcome") == contract.OUTCOME_INTERRUPTED and not described.get(
+            "stopCode"
+        ):
+            # Who stopped it (Spot, a user) is in the stop code, set by ECS when it stops.
+            described = await self._stopped(run, watcher, described)
         seen = run.seen.current
         if seen is not None:
             seen.download_s = time.monotonic() - started
             seen.result_downloaded = time.time()
             seen.runner_timings = dict(envelope.get("timings") or {})
-        return envelope
+        return envelope, described
+
+    async def _stopped(
+        self, run: _Run, watcher: poller.TaskPoller, described: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The task once STOPPED (ECS's full stop code and reason), within STOPPED_WAIT_S;
+        as last described when that bound passes."""
+        if described.get("lastStatus") == "STOPPED":
+            return described
+        with contextlib.suppress(asyncio.TimeoutError):
+            return await asyncio.wait_for(
+                watcher.watch(
+                    run.cluster,
+                    described["taskArn"],
+                    until=poller.STOPPED,
+                    interval_s=run.config.poll_freq,
+                ),
+                STOPPED_WAIT_S,
+            )
+        return described
 
     async def _explain_stop(
         self,
@@ -571,19 +595,9 @@ class ECSExecutor(AsyncBaseExecutor):
         image_uri: str,
     ) -> TaskStoppedError | TaskCancelledError:
         """No result: wait for STOPPED (for ECS's full reason) and classify it."""
-        if described.get("lastStatus") != "STOPPED":
-            # ECS gives its full stop code and reason only once the task is STOPPED
-            # (after the network interface is detached); wait for it, within a bound.
-            with contextlib.suppress(asyncio.TimeoutError):
-                described = await asyncio.wait_for(
-                    watcher.watch(
-                        run.cluster,
-                        described["taskArn"],
-                        until=poller.STOPPED,
-                        interval_s=run.config.poll_freq,
-                    ),
-                    STOPPED_WAIT_S,
-                )
+        # ECS gives its full stop code and reason only once the task is STOPPED (after
+        # the network interface is detached).
+        described = await self._stopped(run, watcher, described)
         run.seen.saw(described)
         if (described.get("stoppedReason") or "").startswith(livetasks.CANCEL_REASON):
             return TaskCancelledError(described["stoppedReason"])
@@ -644,7 +658,9 @@ class ECSExecutor(AsyncBaseExecutor):
         except ECSExecutorError as err:
             print(f"[covalent-ecs] warning: the task record was not written: {err}", file=sys.stderr)
 
-    def _unpack(self, envelope: dict[str, Any], *, payload_uri: str) -> Any:
+    def _unpack(
+        self, envelope: dict[str, Any], *, payload_uri: str, task: dict[str, Any]
+    ) -> Any:
         """Copy the task's output to the node's streams; return the value or raise."""
         for text, stream, truncated in (
             (envelope.get("stdout", ""), self.task_stdout, envelope.get("stdout_truncated")),
@@ -658,7 +674,7 @@ class ECSExecutor(AsyncBaseExecutor):
                     "the task's CloudWatch log stream has all of it",
                     file=stream,
                 )
-        error = failures.envelope_error(envelope, payload_uri=payload_uri)
+        error = failures.envelope_error(envelope, payload_uri=payload_uri, task=task)
         if error is not None:
             raise error
         return envelope["value"]

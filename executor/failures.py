@@ -25,6 +25,7 @@ from .errors import (
     RuntimeSkewError,
     StagingError,
     StartTimeoutError,
+    TaskInterruptedError,
     TaskStoppedError,
 )
 from .taskdefs import runner_container
@@ -130,11 +131,16 @@ def check_envelope_format(found: str | None, result_uri: str) -> None:
         )
 
 
-def envelope_error(envelope: dict[str, Any], *, payload_uri: str = "") -> ECSExecutorError | None:
-    """The error an envelope reports, or None when the function returned."""
+def envelope_error(
+    envelope: dict[str, Any], *, payload_uri: str = "", task: dict[str, Any] | None = None
+) -> ECSExecutorError | None:
+    """The error an envelope reports, or None when the function returned. ``task`` (as
+    ECS described it) says who stopped an interrupted one."""
     outcome = envelope.get("outcome")
     if outcome == contract.OUTCOME_RETURNED:
         return None
+    if outcome == contract.OUTCOME_INTERRUPTED:
+        return interrupted_error(envelope, task or {})
     error = envelope.get("error") or {}
     message = error.get("message", "")
     if outcome == contract.OUTCOME_RAISED:
@@ -177,6 +183,35 @@ def envelope_error(envelope: dict[str, Any], *, payload_uri: str = "") -> ECSExe
             remote_traceback=error.get("traceback", ""),
         )
     return ECSExecutorError(f"the runner reported an unknown outcome {outcome!r}: {message}")
+
+
+def interrupted_error(envelope: dict[str, Any], task: dict[str, Any]) -> TaskStoppedError:
+    """The runner wrote an "interrupted" envelope: ECS sent SIGTERM while the function
+    ran. Spot reclaiming capacity is a CapacityError (relaunched when
+    ``rerun_on_interruption``); any other stop a TaskInterruptedError."""
+    timings = envelope.get("timings") or {}
+    ran_s = max(
+        0.0,
+        float(timings.get("function_ended") or 0) - float(timings.get("function_started") or 0),
+    )
+    stop_code = task.get("stopCode")
+    reason = task.get("stoppedReason") or ""
+    arn = task.get("taskArn", "")
+    facts = dict(task_arn=arn, stop_code=stop_code, stopped_reason=reason, exit_code=None)
+    where = f"ECS task {arn}" if arn else "the ECS task"
+    stated = f"(stop code {stop_code}, reason: {reason or 'none given'})"
+    if stop_code in (STOP_CODE_SPOT_INTERRUPTION, "TerminationNotice"):
+        return CapacityError(
+            f"{where} was interrupted by Spot after {ran_s:.1f} s of running the function "
+            f"{stated}; its output so far is above. Set rerun_on_interruption = true to run "
+            'it again, or use capacity_provider = "FARGATE" for long tasks.',
+            **facts,
+        )
+    return TaskInterruptedError(
+        f"{where} was stopped (SIGTERM) after {ran_s:.1f} s of running the function "
+        f"{stated}; its output so far is above.",
+        **facts,
+    )
 
 
 def classify_stopped_task(

@@ -40,6 +40,9 @@ EXIT_NO_RESULT = 3
 OUTCOME_RETURNED = "returned"  # ``value`` holds the function's return value
 OUTCOME_RAISED = "raised"  # the user's function raised: ``error`` describes it
 OUTCOME_RUNNER_ERROR = "runner_error"  # the runner could not run the function: ``error.kind``
+# ECS stopped the container (SIGTERM: a Spot interruption, StopTask) while the function
+# ran: ``timings`` says for how long, ``stdout``/``stderr`` hold the output so far.
+OUTCOME_INTERRUPTED = "interrupted"
 
 # ``error.kind`` values for OUTCOME_RUNNER_ERROR.
 KIND_RUNTIME_SKEW = "runtime_skew"

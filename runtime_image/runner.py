@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -129,6 +130,26 @@ def _skew(versions: dict[str, str]) -> str | None:
     )
 
 
+class _Interrupted(BaseException):
+    """Raised in the function's frame when the container gets SIGTERM."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the function runs, SIGTERM ends it with _Interrupted (Python's default
+    would kill the process at once, losing its output and any envelope)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills as before
+        raise _Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_payload(path: str, envelope: dict[str, Any]) -> None:
     import cloudpickle
 
@@ -143,8 +164,12 @@ def _run_payload(path: str, envelope: dict[str, Any]) -> None:
         return
     envelope["timings"]["function_started"] = time.time()
     try:
-        with _captured_output(envelope):
+        with _captured_output(envelope), _sigterm_interrupts():
             value = function(*args, **kwargs)
+    except _Interrupted:
+        # ECS sends SIGTERM, then SIGKILL after the container's stopTimeout (a Spot
+        # interruption gives two minutes): enough to write what the task printed so far.
+        envelope["outcome"] = contract.OUTCOME_INTERRUPTED
     except BaseException as exc:  # noqa: BLE001 - the user's exception is the result
         envelope["outcome"] = contract.OUTCOME_RAISED
         envelope["error"] = _error("user", str(exc), exc)

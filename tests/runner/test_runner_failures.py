@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pathlib
 import pickle
+import signal
 import subprocess
 import sys
 import uuid
@@ -24,10 +25,12 @@ from signed_objects import put_signed, read_verified, run_environment
 
 from covalent_ecs_executor import failures
 from covalent_ecs_executor.errors import (
+    CapacityError,
     IntegrityError,
     RemoteTaskError,
     RuntimeSkewError,
     StagingError,
+    TaskInterruptedError,
 )
 from covalent_ecs_executor.sandbox.seed import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
 from covalent_ecs_executor.staging import STAGING_ROOT
@@ -62,6 +65,18 @@ class Staged:
         put_signed(self.s3, self.bucket, self.payload_key, body, signing_key)
 
     def run(self, *, with_run_secrets: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(), env=self.env(with_run_secrets=with_run_secrets),
+            capture_output=True, text=True, timeout=RUNNER_TIMEOUT_S,
+        )  # fmt: skip
+
+    def argv(self) -> list[str]:
+        command = contract.run_command(
+            bucket=self.bucket, payload_key=self.payload_key, result_key=self.result_key
+        )
+        return [sys.executable, "-m", contract.RUNTIME_MODULE, *command]
+
+    def env(self, *, with_run_secrets: bool = True) -> dict[str, str]:
         env = {
             **os.environ,
             "AWS_ENDPOINT_URL": self.sandbox.executor_config["endpoint_url"],
@@ -73,16 +88,7 @@ class Staged:
         }
         if with_run_secrets:
             env.update(run_environment(self.key, self.owner))
-        argv = contract.run_command(
-            bucket=self.bucket, payload_key=self.payload_key, result_key=self.result_key
-        )
-        return subprocess.run(
-            [sys.executable, "-m", contract.RUNTIME_MODULE, *argv],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=RUNNER_TIMEOUT_S,
-        )
+        return env
 
     def envelope(self) -> dict[str, Any]:
         """The result, once its MAC (as the client checks it) verified."""
@@ -282,3 +288,39 @@ def test_a_bucket_of_another_account_gets_nothing_from_the_runner(sandbox: Any) 
     assert refused["refused.s3.GetObject"] == 1 and refused["refused.s3.PutObject"] >= 1
     keys = [o["Key"] for o in staged.s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == [staged.payload_key]  # no result was written there
+
+
+def test_sigterm_while_the_function_runs_writes_an_interrupted_envelope_with_the_output(
+    staged: Staged,
+) -> None:
+    def works_until_stopped() -> None:
+        import time
+
+        print("step 1 done", flush=True)
+        time.sleep(120)
+
+    staged.put_payload(cloudpickle.dumps((works_until_stopped, (), {})))
+    runner = subprocess.Popen(
+        staged.argv(), env=staged.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert runner.stdout is not None
+        for line in runner.stdout:  # the container's log: the task printed its first line
+            if "step 1 done" in line:
+                break
+        runner.send_signal(signal.SIGTERM)  # what ECS sends on a Spot interruption
+        assert runner.wait(timeout=RUNNER_TIMEOUT_S) == contract.EXIT_RESULT_WRITTEN
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    envelope = staged.envelope()
+    assert envelope["outcome"] == contract.OUTCOME_INTERRUPTED
+    assert envelope["stdout"] == "step 1 done\n"
+    spot = {"taskArn": "arn:t", "stopCode": "SpotInterruption", "stoppedReason": "Your Spot Task was interrupted."}
+    error = failures.envelope_error(envelope, task=spot)
+    assert isinstance(error, CapacityError)
+    assert "was interrupted by Spot after" in str(error) and "rerun_on_interruption" in str(error)
+    other = failures.envelope_error(envelope, task={"stopCode": "UserInitiated"})
+    assert isinstance(other, TaskInterruptedError)

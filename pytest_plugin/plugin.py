@@ -109,8 +109,12 @@ def ecs_sandbox(pytestconfig: pytest.Config, _covalent_ecs_folder: str) -> Itera
     try:
         from covalent_ecs_executor.sandbox import SandboxProcess
     except ModuleNotFoundError as exc:  # moto is the [sandbox] extra
+        missing = (exc.name or "").partition(".")[0]
+    else:
+        missing = ""
+    if missing:  # outside the except block: the message alone, no chained traceback
         pytest.fail(
-            f"the ecs_sandbox fixture needs {exc.name!r}, which is not installed: "
+            f"the ecs_sandbox fixture needs {missing!r}, which is not installed: "
             "pip install 'covalent-ecs-executor[sandbox]'",
             pytrace=False,
         )

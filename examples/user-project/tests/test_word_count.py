@@ -3,7 +3,6 @@ embedded sandbox (a local AWS API and Fargate agent) and a Covalent server that 
 `executor="ecs"` electrons to it. Nothing here needs an AWS account."""
 
 import covalent as ct
-
 from word_count import word_count
 
 DOCUMENTS = ["the cat sat", "The dog sat down"]

@@ -81,7 +81,8 @@ def covalent_moved_to(root: str | os.PathLike[str]) -> Iterator[dict[str, str]]:
 
     Sets ``covalent_env(root)`` in ``os.environ`` (child processes, and a first
     ``import covalent``, follow it), then moves what an earlier ``import covalent``
-    captured from the old environment (covalent 0.240):
+    captured from the old environment (covalent 0.240; docs/facts.md, "What importing
+    Covalent fixes"):
 
     - the ConfigManager's file and settings: ``ct.dispatch``/``ct.get_result`` read the
       server's address, and the server its ``[executors.*]``, from there at call time;

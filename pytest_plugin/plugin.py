@@ -104,6 +104,8 @@ def _covalent_ecs_folder(pytestconfig: pytest.Config) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def ecs_sandbox(pytestconfig: pytest.Config, _covalent_ecs_folder: str) -> Iterator[Any]:
+    """The embedded sandbox (local AWS API + Fargate agent) for the session: a
+    SandboxClient with .executor_config, .calls(), .tasks(), .add_fault(...)."""
     from .isolation import aws_env, covalent_env
 
     try:
@@ -133,6 +135,8 @@ def ecs_sandbox(pytestconfig: pytest.Config, _covalent_ecs_folder: str) -> Itera
 
 @pytest.fixture(scope="session")
 def covalent_ecs_server(ecs_sandbox: Any, _covalent_ecs_folder: str) -> Iterator[Any]:
+    """A Covalent server on 127.0.0.1 for the session whose executor="ecs" is
+    ecs_sandbox; ct.dispatch reaches it. .result(dispatch_id, timeout_s=...) waits."""
     from .isolation import aws_env, covalent_moved_to
 
     with covalent_moved_to(os.path.join(_covalent_ecs_folder, "covalent")):

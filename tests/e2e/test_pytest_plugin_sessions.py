@@ -252,6 +252,7 @@ INTERRUPTED_PROJECT = {
 }
 
 
+@pytest.mark.e2e
 def test_ctrl_c_while_a_task_runs_ends_every_process_and_restores_covalent(tmp_path):
     project = make_project(tmp_path / "project", INTERRUPTED_PROJECT)
     session = Session(tmp_path, "interrupted")
@@ -289,6 +290,7 @@ def test_ctrl_c_while_a_task_runs_ends_every_process_and_restores_covalent(tmp_p
     assert session.record("after_session") == session.record("at_collection")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("asked_by", ["option", "ini"])
 def test_the_keep_state_option_keeps_the_session_folder_and_prints_where(tmp_path, asked_by):
     project = make_project(

@@ -37,7 +37,7 @@ sandbox: install
 	$(VENV)/bin/covalent-ecs sandbox
 
 lint: install
-	$(VENV)/bin/ruff check executor runtime_image tests examples benchmarks
+	$(VENV)/bin/ruff check executor runtime_image pytest_plugin tests examples benchmarks
 
 # Benchmarks (not tests): this executor and the original covalent-ecs-plugin side by
 # side in the sandbox; prints the table, writes benchmarks/results/latest.{json,md}.

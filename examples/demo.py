@@ -15,18 +15,11 @@ import tempfile
 import time
 
 # Covalent writes its config, database and logs where these point as soon as it is
-# imported, so they are set first (tests/conftest.py does the same for the tests).
+# imported, so they are set first (the isolation module imports nothing heavy).
+from covalent_ecs_pytest.isolation import covalent_env
+
 STATE_DIR = tempfile.mkdtemp(prefix="covalent-ecs-demo-")
-for _var, _sub in (
-    ("COVALENT_CONFIG_DIR", "config"),
-    ("COVALENT_DATA_DIR", "data"),
-    ("COVALENT_CACHE_DIR", "cache"),
-    ("COVALENT_LOGDIR", "logs"),
-    ("XDG_CACHE_HOME", "xdg-cache"),
-):
-    os.environ[_var] = os.path.join(STATE_DIR, _sub)
-os.environ["COVALENT_DATABASE"] = os.path.join(STATE_DIR, "data", "dispatcher.sqlite")
-os.environ["COVALENT_DISABLE_DASK"] = "1"
+os.environ.update(covalent_env(STATE_DIR))
 
 import covalent as ct  # noqa: E402
 

@@ -3,7 +3,8 @@
 ``covalent start`` runs the server as a background process that reads covalent.conf
 from ``COVALENT_CONFIG_DIR``. The client side of a test or demo (``ct.dispatch``) reads
 the same file, so the server is started with the *current process's* Covalent
-directories: the process sets them (``ISOLATION_LAYOUT``) before ``import covalent``;
+directories: the process sets them (``covalent_env``) before ``import covalent``, or
+moves an imported covalent there (``covalent_moved_to``, what the pytest plugin does);
 this module cannot do it for them, since importing it imports covalent (see __init__).
 """
 
@@ -21,18 +22,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# The variables that keep Covalent's state out of $HOME, and the Dask switch: a server
-# started with --no-cluster must default un-annotated electrons and the lattice's
-# post-processing to the "local" executor. They must be set in the environment of
-# the process before it imports covalent (importing it writes to these folders), plus
-# COVALENT_DATABASE and COVALENT_DISABLE_DASK=1.
-ISOLATION_LAYOUT = {
-    "COVALENT_CONFIG_DIR": "config",
-    "COVALENT_DATA_DIR": "data",
-    "COVALENT_CACHE_DIR": "cache",
-    "COVALENT_LOGDIR": "logs",
-    "XDG_CACHE_HOME": "xdg-cache",
-}
+from covalent_ecs_pytest.isolation import COVALENT_DIRS, NO_DASK
+
+# A dispatch's final states: ct.get_result(wait=True) polls for them with no ceiling
+# (covalent 0.240 retries "for sys.maxsize"); ``CovalentServer.result`` has one.
+FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "POSTPROCESSING_FAILED"})
+# The CLI through this interpreter, not a `covalent` script beside it: with a
+# `pip install --user` the script is in ~/.local/bin, not next to sys.executable.
+COVALENT_CLI = (sys.executable, "-m", "covalent_dispatcher._cli.cli")
 
 
 def free_port() -> int:
@@ -42,7 +39,11 @@ def free_port() -> int:
 
 
 class CovalentServer:
-    """Start and stop ``covalent start --no-cluster`` with this process's Covalent dirs."""
+    """Start and stop ``covalent start --no-cluster`` with this process's Covalent dirs.
+
+    ``env`` is the environment of the server's processes (default: this process's);
+    its Covalent directories must be this process's, since both read one covalent.conf.
+    """
 
     def __init__(
         self,
@@ -50,31 +51,51 @@ class CovalentServer:
         executor_config: Mapping[str, Any] | None = None,
         port: int = 0,
         ready_timeout_s: float = 60,
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        missing = [name for name in ISOLATION_LAYOUT if not os.environ.get(name)]
-        if missing or os.environ.get("COVALENT_DISABLE_DASK") != "1":
+        required = {**{name: None for name in COVALENT_DIRS}, **NO_DASK}
+        missing = [
+            f"{name}={value}" if value else name
+            for name, value in required.items()
+            if not os.environ.get(name) or (value and os.environ[name] != value)
+        ]
+        if missing:
             raise RuntimeError(
-                f"set {', '.join(missing) or 'COVALENT_DISABLE_DASK=1'} in the environment "
-                "before importing covalent (see ISOLATION_LAYOUT), so the server neither uses "
+                f"set {', '.join(missing)} in the environment before importing covalent "
+                "(covalent_ecs_pytest.isolation), so the server neither uses "
                 "~/.config/covalent nor expects a Dask cluster"
             )
         self.executor_config = dict(executor_config or {})
         self.port = port or free_port()
         self.ready_timeout_s = ready_timeout_s
         self.url = f"http://127.0.0.1:{self.port}"
-        self._covalent = str(Path(sys.executable).with_name("covalent"))
+        self._env = dict(os.environ if env is None else env)
 
     def __enter__(self) -> CovalentServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> None:
-        from covalent._shared_files.config import set_config
+    def _cli(self, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*COVALENT_CLI, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+        )
 
-        for name in ISOLATION_LAYOUT:
+    def start(self) -> None:
+        from covalent._shared_files.config import set_config, update_config
+
+        for name in COVALENT_DIRS:
             Path(os.environ[name]).mkdir(parents=True, exist_ok=True)
         # Bind to loopback only (Covalent binds to dispatcher.address).
         set_config(
@@ -88,12 +109,10 @@ class CovalentServer:
         if self.executor_config:
             set_config("executors.ecs", self.executor_config)
         started = time.monotonic()
-        result = subprocess.run(
-            [self._covalent, "start", "--no-cluster", "--no-triggers", "-p", str(self.port)],
-            capture_output=True,
-            text=True,
-            timeout=self.ready_timeout_s,
-        )
+        result = self._cli(
+            "start", "--no-cluster", "--no-triggers", "-p", str(self.port),
+            timeout_s=self.ready_timeout_s,
+        )  # fmt: skip
         if result.returncode != 0 or "unable to start" in result.stdout:
             raise RuntimeError(
                 f"covalent start failed:\n{result.stdout}\n{result.stderr}\n{self.log_tail()}"
@@ -106,6 +125,9 @@ class CovalentServer:
                     f"{self.ready_timeout_s:.0f} s\n{self.log_tail()}"
                 )
             time.sleep(0.2)
+        # The server added each installed plugin's [executors.*] defaults to the file
+        # (in its environment); take them in, as `covalent start` itself does.
+        update_config()
 
     def _ready(self) -> bool:
         try:
@@ -115,13 +137,31 @@ class CovalentServer:
             return False
 
     def stop(self) -> None:
-        subprocess.run([self._covalent, "stop"], capture_output=True, timeout=60, check=False)
+        self._cli("stop", timeout_s=60)
         from covalent._shared_files.config import get_config
 
         pid_file = Path(get_config("dispatcher.cache_dir")) / "ui.pid"
         if pid_file.exists():  # `covalent stop` failed: stop what we started ourselves
             with contextlib.suppress(ValueError, ProcessLookupError):
                 os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+
+    def result(self, dispatch_id: str, *, timeout_s: float = 240.0, poll_interval_s: float = 0.25) -> Any:
+        """The dispatch's result once it reached a final state (``FINAL_STATUSES``).
+
+        Raises TimeoutError after ``timeout_s`` with the end of the server's log."""
+        import covalent as ct
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = str(ct.get_result(dispatch_id, status_only=True)["status"])
+            if status in FINAL_STATUSES:
+                return ct.get_result(dispatch_id, wait=False)
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"dispatch {dispatch_id} still {status} after {timeout_s:.0f} s; "
+                    f"the server's log ends with:\n{self.log_tail()}"
+                )
+            time.sleep(poll_interval_s)  # each poll is a request to the server
 
     def log_tail(self, lines: int = 60) -> str:
         from covalent._shared_files.config import get_config

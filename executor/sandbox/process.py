@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .clients import make_client
@@ -35,10 +35,18 @@ _STDERR_TAIL_BYTES = 8000
 class SandboxClient:
     """Talks to a running sandbox's control API at ``endpoint_url``."""
 
-    def __init__(self, endpoint_url: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        endpoint_url: str,
+        *,
+        timeout_s: float = 10.0,
+        executor_overrides: Mapping[str, Any] | None = None,
+    ) -> None:
         self.endpoint_url = endpoint_url.rstrip("/")
         self._timeout_s = timeout_s
         self._config: dict[str, Any] | None = None
+        # Settings the starter adds to the sandbox's block (e.g. a cache_dir of its own).
+        self._overrides = dict(executor_overrides or {})
 
     def _request(self, method: str, name: str, body: Any = None) -> Any:
         request = urllib.request.Request(
@@ -58,7 +66,7 @@ class SandboxClient:
     @property
     def executor_config(self) -> dict[str, Any]:
         if self._config is None:
-            self._config = self._request("GET", "config")
+            self._config = {**self._request("GET", "config"), **self._overrides}
         return dict(self._config)
 
     def health(self) -> dict[str, Any]:
@@ -122,8 +130,10 @@ class SandboxProcess:
         aws_limits: bool = False,
         starters: Sequence[str] = (),
         pull_bandwidth_mb_s: float | None = None,
+        executor_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self._port = port
+        self._executor_overrides = executor_overrides
         self._pull_bandwidth_mb_s = pull_bandwidth_mb_s
         self._aws_limits = aws_limits
         self._given_state_dir = state_dir
@@ -185,7 +195,9 @@ class SandboxProcess:
             time.sleep(0.05)
         with open(ready_file) as f:
             self.ready = json.load(f)
-        self.client = SandboxClient(self.ready["endpoint_url"])
+        self.client = SandboxClient(
+            self.ready["endpoint_url"], executor_overrides=self._executor_overrides
+        )
         return self.client
 
     def _fail(self, what: str) -> None:

@@ -7,15 +7,15 @@ every other test and break ``pip install covalent-ecs-executor``.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCE_ROOTS = {"executor": "covalent_ecs_executor", "runtime_image": "covalent_ecs_runtime"}
-# Building the wheel of a pure-Python project is a few seconds; this is a ceiling.
-BUILD_TIMEOUT_S = 300
+SOURCE_ROOTS = {
+    "executor": "covalent_ecs_executor",
+    "runtime_image": "covalent_ecs_runtime",
+    "pytest_plugin": "covalent_ecs_pytest",
+}
 
 
 def _source_packages() -> set[str]:
@@ -28,13 +28,8 @@ def _source_packages() -> set[str]:
     return packages
 
 
-def test_the_wheel_holds_every_subpackage_the_template_and_the_entry_points(tmp_path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(REPO)],
-        check=True, timeout=BUILD_TIMEOUT_S, cwd=tmp_path,
-    )  # fmt: skip
-    (wheel,) = tmp_path.glob("covalent_ecs_executor-*.whl")
+def test_the_wheel_holds_every_subpackage_the_template_and_the_entry_points(built_wheel) -> None:
+    wheel = built_wheel
     names = set(zipfile.ZipFile(wheel).namelist())
     in_wheel = {
         name.rsplit("/", 1)[0].replace("/", ".")
@@ -48,3 +43,4 @@ def test_the_wheel_holds_every_subpackage_the_template_and_the_entry_points(tmp_
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "ecs = covalent_ecs_executor.ecs" in text
     assert "covalent-ecs = covalent_ecs_executor.cli:main" in text
+    assert "[pytest11]\ncovalent_ecs = covalent_ecs_pytest.plugin" in text

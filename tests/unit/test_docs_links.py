@@ -63,7 +63,7 @@ FACTS_POINTER = re.compile(r'docs/facts\.md,?\s+"([^"]+)"')
 def facts_pointers() -> list[tuple[str, str]]:
     files = [ROOT / "pyproject.toml"] + [
         path
-        for folder in ("executor", "runtime_image", "benchmarks", "tests")
+        for folder in ("executor", "runtime_image", "pytest_plugin", "benchmarks", "tests")
         for pattern in ("*.py", "*.sh")
         for path in sorted((ROOT / folder).rglob(pattern))
         if path != Path(__file__) and not any(part.startswith(".venv") for part in path.parts)

@@ -79,6 +79,8 @@ def config_from_outputs(outputs: Iterable[Mapping[str, str]]) -> dict[str, Any]:
         value: Any = output["OutputValue"]
         if key == "assign_public_ip":
             value = value == "true"
+        elif key == "ecs_task_subnet_id" and "," in value:
+            value = value.split(",")  # one subnet per availability zone
         config[key] = value
     return config
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from infra_support import deploy, doctor, push_runner_image, statuses, write_conf
 
+from covalent_ecs_executor.config import as_list
 from covalent_ecs_runtime import contract
 
 pytestmark = pytest.mark.integration
@@ -243,8 +244,9 @@ def security_group_without_egress(sandbox, config):
 
 def no_default_route(sandbox, config):
     ec2 = sandbox.client("ec2", internal=True)
+    subnets = config["ecs_task_subnet_id"]  # the stack's two subnets share a route table
     tables = ec2.describe_route_tables(
-        Filters=[{"Name": "association.subnet-id", "Values": [config["ecs_task_subnet_id"]]}]
+        Filters=[{"Name": "association.subnet-id", "Values": as_list(subnets)}]
     )["RouteTables"]
     ec2.delete_route(RouteTableId=tables[0]["RouteTableId"], DestinationCidrBlock="0.0.0.0/0")
     return {}

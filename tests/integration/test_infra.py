@@ -50,6 +50,17 @@ def test_deploy_creates_the_resources_and_prints_the_config_block(sandbox, tmp_p
         clusters=[config["ecs_cluster_name"]]
     )["clusters"][0]
     assert cluster["status"] == "ACTIVE"
+    # Public subnets in two zones, both in the block: tasks spread over the zones.
+    subnets = sandbox.client("ec2", internal=True).describe_subnets(
+        SubnetIds=config["ecs_task_subnet_id"]
+    )["Subnets"]
+    assert len(subnets) == 2 and len({s["AvailabilityZone"] for s in subnets}) == 2
+    assert len({s["VpcId"] for s in subnets}) == 1
+
+
+def test_one_subnet_is_created_when_asked(sandbox, tmp_path):
+    stack = deploy(sandbox, tmp_path, None, "SecondSubnetCidr=")
+    assert isinstance(stack["config"]["ecs_task_subnet_id"], str)
 
 
 def role_statements(sandbox, role_arn):

@@ -40,9 +40,13 @@ def test_a_section_that_is_not_a_table_is_named(tmp_path):
 
 def test_without_a_path_it_is_what_covalent_loaded():
     # Covalent writes every installed plugin's defaults into its configuration on import
-    # (tests/conftest.py points it at a fresh folder), so here that is our defaults.
+    # (tests/conftest.py points it at a fresh folder); a Covalent server fixture earlier
+    # in the session may have set the sandbox's values since. Either way, the reader
+    # gives what Covalent holds, with every key of ours.
     import covalent  # noqa: F401
+    from covalent._shared_files.config import get_config
 
     section = read_executor_section(None)
     assert section is not None
-    assert {key: section[key] for key in plugin_defaults()} == plugin_defaults()
+    assert section == dict(get_config("executors.ecs"))
+    assert set(plugin_defaults()) <= set(section)

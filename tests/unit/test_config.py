@@ -136,7 +136,8 @@ BAD_INPUTS = [
     ({"ephemeral_storage": float("inf")}, "ephemeral_storage=inf: expected a number of GiB: 20 (Fargate's default) or 21-200"),
     ({"launch_attempts": float("nan")}, "launch_attempts=nan: expected a whole number from 1 to 10"),
     # A region AWS does not have (an emulator may use any: test below).
-    ({"region": "us-eats-1"}, "region='us-eats-1' is not an AWS region botocore knows; did you mean 'us-east-1'?"),
+    # (endpoint_url given as '': the session's covalent.conf may name the sandbox's.)
+    ({"region": "us-eats-1", "endpoint_url": ""}, "region='us-eats-1' is not an AWS region botocore knows; did you mean 'us-east-1'?"),
     # S3's naming rules beyond the characters.
     ({"s3_bucket_name": "192.168.1.1"}, "s3_bucket_name='192.168.1.1': S3 bucket names may not look like an IP address"),
     ({"s3_bucket_name": "xn--abc"}, "S3 reserves bucket names starting 'xn--'"),

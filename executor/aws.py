@@ -106,8 +106,8 @@ class Clients:
         self.region = self._session.region_name
         if not self.region:
             raise ConfigError(
-                "no AWS region: set region in [executors.ecs] (e.g. 'us-east-1') or "
-                "AWS_DEFAULT_REGION"
+                "no AWS region: set region in [executors.ecs] (e.g. 'us-east-1'), the "
+                "--region option of covalent-ecs commands, or AWS_DEFAULT_REGION"
             )
 
     def __getattr__(self, service: str) -> Any:

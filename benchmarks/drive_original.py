@@ -19,7 +19,7 @@ import driver_common
 
 _HOME = driver_common.isolate_home()
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "original"))
-ARGS = driver_common.parse_args("drive_original.py")
+ARGS = driver_common.parser("drive_original.py").parse_args()
 # Imported in this order on purpose: boto3 patched before the plugin makes a client,
 # covalent before the plugin (circular-import trap), all after isolate_home().
 importlib.import_module("boto_endpoint").install(ARGS.endpoint_url, "original-client")

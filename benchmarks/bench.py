@@ -207,6 +207,7 @@ def batch(
     faults: bool = False,
     stand_in_stats: str | None = None,
     repeat: int = 0,
+    idle_s: float = IDLE_WINDOW_S,
 ) -> dict[str, Any]:
     """N concurrent tasks through one plugin; the row of figures for the table.
 
@@ -214,7 +215,7 @@ def batch(
     faults row (fault_row.py), on Spot with a share of launches scripted to fail.
     """
     dispatch_id = f"bench-{plugin}-{n}-{repeat}-{int(time.time() * 1000)}"
-    extra = ["--n", str(n), "--sleep", str(sleep_s), "--idle", str(IDLE_WINDOW_S),
+    extra = ["--n", str(n), "--sleep", str(sleep_s), "--idle", str(idle_s),
              "--dispatch-id", dispatch_id]  # fmt: skip
     if stand_in:
         extra.append("--stand-in")
@@ -413,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="N of the faults row (default: the largest N)")
     parser.add_argument("--payload-gib", type=float, default=1.0, help="size of the big-payload runs")
     parser.add_argument("--sleep", type=float, default=0.5, help="seconds each task sleeps")
+    parser.add_argument("--idle", type=float, default=IDLE_WINDOW_S,
+                        help=f"seconds each driver stays idle after its batch, counting calls (default {IDLE_WINDOW_S:g})")
     parser.add_argument("--no-aws-limits", action="store_true",
                         help="let the sandbox accept calls faster than an AWS account would")
     parser.add_argument("--out", default=RESULTS_DIR, help="folder for latest[-quick].json/.md")
@@ -460,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"N={n} {plugin} {what} (run {rep + 1} of {repeat}) ...")
         timeout = 120 + n * (1.0 if plugin == "ours" else 3.0)
         row = batch(sandbox, plugin, n, sleep_s=args.sleep, timeout_s=timeout,
-                    stand_in_stats=stand_in_stats, repeat=rep, **kwargs)  # fmt: skip
+                    stand_in_stats=stand_in_stats, repeat=rep, idle_s=args.idle, **kwargs)  # fmt: skip
         report["batches"].append(row)
         _say(f"  {_brief(row)}")
 
@@ -492,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
             with SandboxProcess(**cold) as sandbox:
                 for rep in range(repeat):
                     _say(f"N={n} ours, cold runner starts (no fork server) (run {rep + 1} of {repeat}) ...")
-                    row = batch(sandbox, "ours", n, sleep_s=args.sleep, timeout_s=120 + n * 3.0, repeat=rep)
+                    row = batch(sandbox, "ours", n, sleep_s=args.sleep, timeout_s=120 + n * 3.0,
+                                repeat=rep, idle_s=args.idle)  # fmt: skip
                     row["cold_starts"], row["kind"] = True, "cold"
                     report["batches"].append(row)
                     _say(f"  {_brief(row)}")

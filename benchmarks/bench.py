@@ -15,8 +15,9 @@ warm (bench_starters.py); above it they run the scale mode's stand-in container
 executor, its launch pacing and polling, and the local AWS API rather than a thousand
 Python processes on two cores. The cold-start row runs the real runner cold.
 
-Every batch runs ``--repeat`` times (3; 1 with ``--quick``), interleaved, and the
-report gives the median with min-max, and the machine's load around each batch. The
+Every batch of this executor runs ``--repeat`` times (3; 1 with ``--quick``),
+interleaved, the original's ``--original-repeat`` times (1), and the report gives the
+median with min-max, and the machine's load around each batch. The
 faults row (issue 13) runs N tasks on Spot with a scripted share of launches failing
 for causes that may pass. Results are printed and written to
 ``benchmarks/results/latest.{json,md}`` (``latest-quick.*`` with ``--quick``). Not a
@@ -406,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
                         "scale mode's stand-in container (default 100)")
     parser.add_argument("--original-max-n", type=int, default=100,
                         help="largest N run through the original plugin (default 100; see README)")
+    parser.add_argument("--original-repeat", type=int, default=1,
+                        help="runs of the original's batches (default 1: each takes ~10x ours)")
     parser.add_argument("--no-original", action="store_true", help="only this project's executor")
     parser.add_argument("--no-cold", action="store_true",
                         help="skip the run without the benchmark's fork server")
@@ -445,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         "aws_limits_enforced": limits,
         "fork_server": True,
         "repeat": repeat,
+        "original_repeat": min(repeat, args.original_repeat),
         "real_runner_max_n": args.real_runner_max_n,
         "original": {
             "installed": os.path.exists(ORIGINAL_PYTHON),
@@ -460,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(sandbox: Any, plugin: str, n: int, rep: int, **kwargs: Any) -> None:
         what = "faults row" if kwargs.get("faults") else ("stand-in" if kwargs.get("stand_in") else "")
-        _say(f"N={n} {plugin} {what} (run {rep + 1} of {repeat}) ...")
+        _say(f"N={n} {plugin} {what} (run {rep + 1}) ...")
         timeout = 120 + n * (1.0 if plugin == "ours" else 3.0)
         row = batch(sandbox, plugin, n, sleep_s=args.sleep, timeout_s=timeout,
                     stand_in_stats=stand_in_stats, repeat=rep, idle_s=args.idle, **kwargs)  # fmt: skip
@@ -473,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                 for n in sizes:
                     stand_in = n > args.real_runner_max_n
                     run(sandbox, "ours", n, rep, stand_in=stand_in)
-                    if with_original and n <= args.original_max_n:
+                    if with_original and n <= args.original_max_n and rep < args.original_repeat:
                         run(sandbox, "original", n, rep)
                 if faults_n:
                     run(sandbox, "ours", faults_n, rep, stand_in=True, faults=True)

@@ -72,9 +72,11 @@ async def main() -> None:
         meta = {"dispatch_id": args.dispatch_id, "node_id": i, "results_dir": _HOME}
         return await executor.run(workload.sleep_then_return, [i, args.sleep], {}, meta)
 
+    cpu_before = driver_common.cpu_s()
     started = time.time()
     document["tasks"] = await driver_common.run_batch(args.n, run_one, timeout_s=args.timeout)
     document["wall_s"] = time.time() - started
+    document["batch_cpu_s"] = round(driver_common.cpu_s() - cpu_before, 3)
     document["idle"] = await driver_common.idle_calls(args.endpoint_url, args.idle)
     driver_common.emit(document)
 

@@ -342,7 +342,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{c.get('load_avg_at_end', '–')} (machine shared with other jobs: timings are noisy). "
         f"Took {report.get('bench_seconds')} s.",
         "",
-        f"- Each batch ran {repeat} time(s); figures are the median (min–max) of the runs.",
+        f"- Each batch of this executor ran {repeat} time(s), the original's "
+        f"{report.get('original_repeat', repeat)}; figures are the median (min–max) of the runs.",
         f"- Sandbox AWS limits (token buckets): **{'enforced' if report['aws_limits_enforced'] else 'NOT enforced'}**.",
         f"- Up to N={report.get('real_runner_max_n', '–')} this executor's tasks run the real runner, "
         "forked from the benchmark's pre-warmed fork server (bench_starters.py; see the cold-start row); "

@@ -52,12 +52,16 @@ class Stopped(Exception):
     """The task was signalled (StopTask, OOM kill, Spot) while it waited."""
 
 
-def exchange(s3: Any, command: list[str], workdir: str, wait: Any) -> dict[str, Any]:
+def exchange(
+    s3: Any, command: list[str], env: dict[str, str], workdir: str, wait: Any
+) -> dict[str, Any]:
     """The runner's side of the contract (runtime_image/runner.py) for one staged task,
     minus running the function: the one place to adjust when the contract changes.
 
-    ``command`` is the ``run --bucket .. --payload-key .. --result-key ..`` override;
-    ``wait()`` stands for the function (raises ``Stopped``). Returns the envelope written.
+    ``command`` is the ``run --bucket .. --payload-key .. --result-key ..`` override,
+    ``env`` the container's environment (what the client sends the runner besides the
+    command); ``wait()`` stands for the function (raises ``Stopped``). Returns the
+    envelope written.
     """
     options = dict(zip(command[1::2], command[2::2], strict=False))
     bucket, payload_key, result_key = (options[k] for k in ("--bucket", "--payload-key", "--result-key"))
@@ -120,7 +124,7 @@ class StandInTask:
         code = contract.EXIT_NO_RESULT
         label = self.env.get(contract.ENV_TASK_LABEL, "?")
         try:
-            exchange(self._s3, self.argv[3:], self._spec.cwd, self._wait)
+            exchange(self._s3, self.argv[3:], self.env, self._spec.cwd, self._wait)
             self._say(f"[stand-in] task {label}: returned after {self._duration_s:g} s\n")
             code = contract.EXIT_RESULT_WRITTEN
         except Stopped:

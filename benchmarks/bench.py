@@ -311,8 +311,11 @@ def batch(
 
 
 def _is_of(record: dict[str, Any], dispatch_id: str) -> bool:
-    label = record.get("label") or record.get("env", {}).get("COVALENT_TASK_FUNC_FILENAME", "")
-    return dispatch_id in label
+    """A task of this batch: ours are labelled ``<dispatch_id>/<node_id>``; the
+    original's payload file is ``func-<dispatch_id>-<index>.pkl``."""
+    if record.get("label"):
+        return str(record["label"]).startswith(f"{dispatch_id}/")
+    return record.get("env", {}).get("COVALENT_TASK_FUNC_FILENAME", "").startswith(f"func-{dispatch_id}-")
 
 
 def _record_key(record: dict[str, Any]) -> str:
@@ -350,6 +353,7 @@ def _fault_figures(
     from covalent_ecs_executor.ecs import RELAUNCH_BACKOFF_S  # noqa: PLC0415 - heavy import
 
     figures = fault_row.outcome(records, picked, sandbox.faults(), dispatch_id)
+    sandbox.clear_faults()  # used up; no later request need look at them
     figures["relaunches_said_by_executor"] = document.get("relaunches")
     figures.update(fault_row.launch_target_s(client_calls["RunTask"], RELAUNCH_BACKOFF_S))
     return figures

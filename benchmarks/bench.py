@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest N whose tasks run the real runner; larger N run the "
                         "scale mode's stand-in container (default 100)")
     parser.add_argument("--original-max-n", type=int, default=100,
-                        help="largest N run through the original plugin (default 100; see README)")
+                        help="largest N run through the original plugin (default 100; see docs/benchmarks.md)")
     parser.add_argument("--original-repeat", type=int, default=1,
                         help="runs of the original's batches (default 1: each takes ~10x ours)")
     parser.add_argument("--no-original", action="store_true", help="only this project's executor")

@@ -1,10 +1,10 @@
 """A thousand tasks launched at once against AWS's rate limits: zero throttling failures.
 
-Starts a sandbox with ``aws_limits=True`` (ECS's per-account token buckets, docs/facts.md
-"AWS limits"), then launches N tasks at once the way ECSExecutor does — the process-wide
-launch pacer, RunTask with a clientToken through our clients (botocore adaptive retries,
-disguised throttling relabelled), one batched poller for all — and waits for every
-task's container to exit. Each task runs ``sleep`` so the machine can hold a thousand.
+Starts a sandbox with ``aws_limits=True`` (ECS's per-account token buckets,
+docs/facts.md "AWS limits and throttles"), then launches N tasks at once the way
+ECSExecutor does — the process-wide launch pacer, RunTask with a clientToken through
+our clients (botocore adaptive retries, disguised throttling relabelled), one batched
+poller for all — and waits for every task's container to exit. Each task runs ``sleep`` so the machine can hold a thousand.
 
     .venv/bin/python benchmarks/launch_burst.py [--tasks 1000] [--sleep 5] [--no-pacer]
 

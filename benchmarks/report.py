@@ -366,7 +366,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += [f"## N = {n} concurrent tasks{_runner_note(ours or {})}", ""]
         out += _problems(ours, "this executor") + _problems(orig, "original")
         if orig is None and original.get("installed"):
-            out += [f"(original not run at N={n}: above --original-max-n={original.get('max_n')}; see README)", ""]
+            out += [f"(original not run at N={n}: above --original-max-n={original.get('max_n')}; see docs/benchmarks.md)", ""]
         out += ["| metric | this executor | original | original / ours |", "|---|---|---|---|"]
         for label in a or b:
             out.append(f"| {label} | {_fmt(a.get(label))} | {_fmt(b.get(label))} | {_ratio(a.get(label), b.get(label))} |")

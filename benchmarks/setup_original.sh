@@ -2,7 +2,8 @@
 # Create benchmarks/.venv-original with the original covalent-ecs-plugin (cached: only
 # re-created when this file changes). It pins boto3==1.24.35 and drags covalent back to
 # 0.220 / pydantic 1, so it never shares a venv with this project. Its aiohttp 3.8.1 has
-# no wheel for Python 3.11: AIOHTTP_NO_EXTENSIONS=1 builds it pure-Python (NOTES.md).
+# no wheel for Python 3.11: AIOHTTP_NO_EXTENSIONS=1 builds it pure-Python
+# (docs/facts.md, "The original covalent-ecs-plugin").
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 VENV="$HERE/.venv-original"

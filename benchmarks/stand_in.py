@@ -38,7 +38,7 @@ from botocore.config import Config
 from driver_common import STAND_IN_ENV
 
 from covalent_ecs_executor.sandbox.starters import ContainerSpec, TaskProcess, host_argv
-from covalent_ecs_runtime import contract, runner
+from covalent_ecs_runtime import contract, runner, signing
 
 # Set in the sandbox's environment by bench.py: where the stand-ins' totals go.
 STATS_ENV = "COVALENT_ECS_BENCH_STAND_IN_STATS"
@@ -59,19 +59,21 @@ def exchange(
     minus running the function: the one place to adjust when the contract changes.
 
     ``command`` is the ``run --bucket .. --payload-key .. --result-key ..`` override,
-    ``env`` the container's environment (what the client sends the runner besides the
-    command); ``wait()`` stands for the function (raises ``Stopped``). Returns the
-    envelope written.
+    ``env`` the container's environment (the run's signing key and the bucket's owner);
+    ``wait()`` stands for the function (raises ``Stopped``). Returns the envelope written.
     """
     options = dict(zip(command[1::2], command[2::2], strict=False))
     bucket, payload_key, result_key = (options[k] for k in ("--bucket", "--payload-key", "--result-key"))
     if command != contract.run_command(bucket=bucket, payload_key=payload_key, result_key=result_key):
         raise ValueError(f"not the runner's run command: {command}")
+    signing_key = signing.SigningKey.from_env_value(env[contract.ENV_SIGNING_SECRET])
+    owner = env[contract.ENV_BUCKET_OWNER]
     envelope = contract.new_envelope()
     envelope["timings"]["process_started"] = envelope["timings"]["runner_started"] = time.time()
     envelope["runtime"] = contract.runtime_versions()
     payload_path = os.path.join(workdir, "payload.pkl")
-    runner._download(s3, bucket, payload_key, payload_path)
+    if not runner._download_payload(s3, bucket, payload_key, payload_path, owner, signing_key):
+        raise ValueError(f"the payload s3://{bucket}/{payload_key} does not carry this run's signature")
     envelope["timings"]["payload_fetched"] = time.time()
     envelope["timings"]["function_started"] = time.time()
     wait()
@@ -80,10 +82,17 @@ def exchange(
     envelope["value"] = {"stand_in": True, "payload_bytes": os.path.getsize(payload_path)}
     envelope["timings"]["result_written"] = time.time()
     result_path = os.path.join(workdir, "result.pkl")
-    runner._write_envelope(envelope, result_path)
+    mac_hex = runner._write_envelope(envelope, result_path, signing_key, result_key)
     # The runner's upload_file of a result this small is this one PutObject.
     with open(result_path, "rb") as f:
-        s3.put_object(Bucket=bucket, Key=result_key, Body=f, ServerSideEncryption="AES256")
+        s3.put_object(
+            Bucket=bucket,
+            Key=result_key,
+            Body=f,
+            ServerSideEncryption="AES256",
+            ExpectedBucketOwner=owner,
+            Metadata=contract.object_metadata(mac_hex),
+        )
     return envelope
 
 

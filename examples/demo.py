@@ -1,8 +1,10 @@
 """`make demo`: a real workflow through a Covalent server on the embedded sandbox.
 
-Starts the sandbox (local AWS API + local Fargate agent) and a Covalent server on
+Starts the sandbox (local AWS API + local Fargate agent, with image pulls that take as
+long as the runner image's size over PULL_BANDWIDTH_MB_S) and a Covalent server on
 127.0.0.1, dispatches a lattice of 10 electrons with ``executor="ecs"``, prints the
-result, one task's output and the AWS calls made per kind, then stops both.
+result, one task's output, the AWS calls made per kind and the dispatch's report (where
+each task's time and money went, as ``covalent-ecs report`` prints it), then stops both.
 Nothing is written outside a temporary folder; no AWS account is needed.
 """
 
@@ -32,6 +34,9 @@ from covalent_ecs_executor.sandbox import start_sandbox_process  # noqa: E402
 from covalent_ecs_executor.sandbox.covalent_server import CovalentServer  # noqa: E402
 
 SAMPLES_PER_TASK = 200_000
+# Emulated image pulls: the runner image's compressed size over this bandwidth (a real
+# Fargate task pulls at roughly 10-20 MB/s), so the report's pull column means something.
+PULL_BANDWIDTH_MB_S = 20
 
 
 @ct.electron(executor="ecs")
@@ -63,7 +68,9 @@ def main() -> int:
     started = time.monotonic()
     try:
         log("starting the embedded sandbox (local AWS API + local Fargate agent)")
-        with start_sandbox_process(state_dir=os.path.join(STATE_DIR, "sandbox")) as sandbox:
+        with start_sandbox_process(
+            state_dir=os.path.join(STATE_DIR, "sandbox"), pull_bandwidth_mb_s=PULL_BANDWIDTH_MB_S
+        ) as sandbox:
             log(f"sandbox at {sandbox.endpoint_url}")
             log("starting a Covalent server with [executors.ecs] pointed at the sandbox")
             with CovalentServer(executor_config=sandbox.executor_config) as server:
@@ -73,6 +80,7 @@ def main() -> int:
                 log(f"dispatched {dispatch_id}: 8 sampling electrons + their list + 1 estimate")
                 result = ct.get_result(dispatch_id, wait=True)
                 report(result, sandbox.calls())
+                print_task_report(sandbox, dispatch_id)
                 if str(result.status) != "COMPLETED":
                     return 1
             log("Covalent server stopped")
@@ -97,6 +105,21 @@ def report(result, calls: dict) -> None:
     width = max(len(name) for name in calls)
     for name, count in sorted(calls.items()):
         print(f"  {name:<{width}}  {count:>4}")
+    print()
+
+
+def print_task_report(sandbox, dispatch_id: str) -> None:
+    """The dispatch's report from the tasks' durable records (`covalent-ecs report`)."""
+    from covalent_ecs_executor import pricing, records
+    from covalent_ecs_executor import report as reports
+
+    found = records.read_dispatch(
+        sandbox.client("s3", internal=True), sandbox.executor_config["s3_bucket_name"], dispatch_id
+    )
+    found = reports.complete_stops(
+        sandbox.client("ecs", internal=True), found, prices=pricing.load_price_table()
+    )
+    print(reports.format_table(dispatch_id, found))
     print()
 
 

@@ -2,7 +2,8 @@
 
 ``covalent`` is imported first on purpose: importing it loads every installed executor
 plugin, this one included, and a plugin module imported half-way (before covalent)
-would be registered without its class (NOTES.md, "circular-import trap").
+would be registered without its class (docs/facts.md,
+"Covalent's plugin interface": the circular-import trap).
 """
 
 import covalent  # noqa: F401  (see above)
@@ -15,6 +16,7 @@ from .errors import (
     ConfigError,
     ECSExecutorError,
     ImagePullError,
+    IntegrityError,
     LaunchError,
     NetworkSetupError,
     OutOfMemoryError,
@@ -22,6 +24,7 @@ from .errors import (
     RuntimeSkewError,
     StagingError,
     StartTimeoutError,
+    TaskInterruptedError,
     TaskStoppedError,
     TaskTimeoutError,
 )
@@ -36,6 +39,7 @@ __all__ = [
     "ECSExecutorError",
     "ExecutorConfig",
     "ImagePullError",
+    "IntegrityError",
     "LaunchError",
     "NetworkSetupError",
     "OutOfMemoryError",
@@ -43,6 +47,7 @@ __all__ = [
     "RuntimeSkewError",
     "StagingError",
     "StartTimeoutError",
+    "TaskInterruptedError",
     "TaskStoppedError",
     "TaskTimeoutError",
     "__version__",

@@ -3,7 +3,7 @@
 Clients are cached per process and per connection settings (boto3 clients are
 thread-safe; sessions are not), so twenty tasks share one set of connection pools and
 one STS lookup. Nothing here is stored on the executor: its attributes must stay
-JSON-serialisable (see NOTES.md, "Covalent's plugin interface").
+JSON-serialisable (docs/facts.md, "Covalent's plugin interface").
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from botocore.parsers import ResponseParserError
 
 from covalent_ecs_runtime.contract import RUNNER_VERSION
 
-from .config import ExecutorConfig
+from .config import ExecutorConfig, check_endpoint_url
 from .errors import (
     AWSSetupError,
     ConfigError,
@@ -128,6 +128,7 @@ class Clients:
                         user_agent_extra=f"covalent-ecs-executor/{RUNNER_VERSION}",
                     ),
                 )
+                _refuse_plain_http(client)
                 # First in line, so botocore's own retry handlers (and adaptive mode's
                 # rate limiter) see ECS's disguised throttling as throttling.
                 event = f"needs-retry.{client.meta.service_model.service_id.hyphenize()}"
@@ -155,6 +156,19 @@ class Clients:
     def ecr_registry(self) -> str:
         suffix = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
         return f"{self.account_id}.dkr.ecr.{self.region}.{suffix}"
+
+
+def _refuse_plain_http(client: Any) -> None:
+    """The endpoint botocore resolved (endpoint_url, AWS_ENDPOINT_URL*, the AWS config
+    file) must be https://, or http:// to loopback: checked before the client's first call."""
+    url = client.meta.endpoint_url
+    try:
+        check_endpoint_url(url)
+    except ValueError as err:
+        raise ConfigError(
+            f"the AWS endpoint {url!r} (from endpoint_url, AWS_ENDPOINT_URL or the AWS "
+            f"config file) is refused: {err}"
+        ) from None
 
 
 def _session(settings: ConnectionSettings) -> boto3.Session:
@@ -204,7 +218,7 @@ def call(method: Any, action: str, /, **kwargs: Any) -> Any:
     try:
         return method(**kwargs)
     except _BOTO_ERRORS as err:
-        raise translate(err, action) from _botocore_cause(err)
+        raise translate(err, action, **_bucket_facts(kwargs)) from _botocore_cause(err)
 
 
 def pages(client: Any, operation: str, action: str, /, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -212,7 +226,7 @@ def pages(client: Any, operation: str, action: str, /, **kwargs: Any) -> Iterato
     try:
         yield from client.get_paginator(operation).paginate(**kwargs)
     except _BOTO_ERRORS as err:
-        raise translate(err, action) from _botocore_cause(err)
+        raise translate(err, action, **_bucket_facts(kwargs)) from _botocore_cause(err)
 
 
 def is_boto_error(err: BaseException) -> bool:
@@ -220,12 +234,30 @@ def is_boto_error(err: BaseException) -> bool:
     return isinstance(err, _BOTO_ERRORS)
 
 
-def translate(err: Exception, action: str) -> ECSExecutorError:
+def translate(
+    err: Exception,
+    action: str,
+    *,
+    bucket: str | None = None,
+    expected_bucket_owner: str | None = None,
+) -> ECSExecutorError:
     """Our error for a botocore (or boto3 transfer) error, naming ``action``."""
     cause = _botocore_cause(err)
     if isinstance(cause, ClientError):
-        return translate_client_error(cause, action)
+        return translate_client_error(
+            cause, action, bucket=bucket, expected_bucket_owner=expected_bucket_owner
+        )
     return translate_botocore_error(cause, action)
+
+
+def _bucket_facts(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The bucket and ExpectedBucketOwner an S3 call named (upload_file: in ExtraArgs)."""
+    extra_args = kwargs.get("ExtraArgs") or {}
+    return {
+        "bucket": kwargs.get("Bucket"),
+        "expected_bucket_owner": kwargs.get("ExpectedBucketOwner")
+        or extra_args.get("ExpectedBucketOwner"),
+    }
 
 
 def _botocore_cause(err: Exception) -> Exception:
@@ -265,9 +297,28 @@ def error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
 
-def translate_client_error(err: ClientError, action: str) -> ECSExecutorError:
+def translate_client_error(
+    err: ClientError,
+    action: str,
+    *,
+    bucket: str | None = None,
+    expected_bucket_owner: str | None = None,
+) -> ECSExecutorError:
+    """Our error for ``err``. For an S3 call that carried ``ExpectedBucketOwner``, pass
+    it and the bucket: S3 answers a bucket of another account with a plain 403."""
     code = error_code(err)
     message = readable(err.response.get("Error", {}).get("Message", "") or str(err))
+    if expected_bucket_owner and code in ("AccessDenied", "403"):
+        # S3 does not say whether the owner differs or the identity lacks permission.
+        return AWSSetupError(
+            f"could not {action}: S3 denied access to bucket {bucket!r} ({code}). Every "
+            f"staging request requires the bucket to belong to account {expected_bucket_owner} "
+            "(ExpectedBucketOwner), and S3 answers 403 without naming the owner when it "
+            "belongs to another account. If s3_bucket_name names a bucket someone else owns "
+            "(a look-alike of a global name, say), create one in account "
+            f"{expected_bucket_owner} and set s3_bucket_name to it; otherwise let this "
+            "identity s3:PutObject, s3:GetObject and s3:DeleteObject under its staging prefix."
+        )
     if code in _ACCESS_DENIED_CODES:
         return AWSSetupError(
             f"could not {action}: AWS denied access ({code}: {message}). Check the "
@@ -366,7 +417,8 @@ def mark_disguised_throttling(response: Any = None, **_: Any) -> None:
     """``needs-retry`` hook: relabel ECS's throttling-in-disguise as ThrottlingException.
 
     ECS sometimes answers a throttled call with ``ClientException`` or
-    ``InvalidParameterException`` and "Rate exceeded" (NOTES.md, AWS limits). botocore
+    ``InvalidParameterException`` and "Rate exceeded" (docs/facts.md, "AWS limits and
+    throttles"). botocore
     only retries error codes it knows, so without this such a call fails at once. The
     parsed response is rewritten in place (the original code is kept as
     ``OriginalCode``); botocore's standard/adaptive handlers then back off, count the
@@ -387,7 +439,8 @@ def is_throttling(err: BaseException) -> bool:
     """True for throttling, including ECS's disguised kind.
 
     ECS sometimes answers a throttled call with ``ClientException`` or
-    ``InvalidParameterException`` and "Rate exceeded" in the message (NOTES.md, AWS limits).
+    ``InvalidParameterException`` and "Rate exceeded" in the message (docs/facts.md,
+    "AWS limits and throttles").
     """
     if not isinstance(err, ClientError):
         return False

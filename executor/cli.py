@@ -18,6 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
     from .aws import Clients
+    from .config import ExecutorConfig
 
 
 class _Commands(TyperGroup):
@@ -141,6 +142,15 @@ def sandbox(
         Path | None,
         typer.Option(help="Write JSON (endpoint_url, executor_config, pid) here once ready.", dir_okay=False),
     ] = None,
+    pull_bandwidth: Annotated[
+        float | None,
+        typer.Option(
+            metavar="MB_PER_S",
+            min=0.001,
+            help="Emulate image pulls: a task stays PENDING for its image's size over this "
+            "bandwidth (off by default).",
+        ),
+    ] = None,
     starter: Annotated[
         list[str] | None,
         typer.Option(
@@ -174,6 +184,7 @@ def sandbox(
             deprovision_delay_s=deprovision_delay,
             aws_limits=aws_limits,
             starters=starters,
+            pull_bandwidth_mb_s=pull_bandwidth,
         )
     )
 
@@ -460,6 +471,283 @@ def publish_image(
     finally:
         target.client.close()
     typer.echo(result.reference)
+
+
+# ------------------------------------------ report, ps, stop, logs: where tasks went
+# Each reads [executors.ecs] like the executor (covalent.conf or --conf, defaults for
+# keys not set), with doctor's connection overrides. Logic lives in report.py,
+# records.py, tasklist.py and tasklogs.py.
+_Conf = Annotated[
+    Path | None,
+    typer.Option(
+        help="covalent.conf to read the executors.ecs section from (default: Covalent's, "
+        "$COVALENT_CONFIG_DIR/covalent.conf or ~/.config/covalent/covalent.conf).",
+        dir_okay=False,
+    ),
+]
+_RegionOverride = Annotated[str | None, typer.Option(help="Override region.")]
+_ProfileOverride = Annotated[str | None, typer.Option(help="Override profile.")]
+_CredentialsOverride = Annotated[str | None, typer.Option(help="Override credentials.")]
+_EndpointOverride = Annotated[str | None, typer.Option(help="Override endpoint_url.")]
+_JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+_DispatchId = Annotated[str, typer.Argument(help="The Covalent dispatch id.", show_default=False)]
+
+
+def _executor_config(
+    conf: Path | None,
+    region: str | None,
+    profile: str | None,
+    credentials: str | None,
+    endpoint_url: str | None,
+    *,
+    dispatch_id: str | None = None,
+) -> tuple[ExecutorConfig, Clients]:
+    """The executor's configuration and AWS clients. Raises ConfigError (the error
+    boundary prints it) naming a bad key or value, an unreadable file or a malformed
+    dispatch id, before any AWS call."""
+    import re
+
+    from . import aws
+    from .config import build_config
+    from .errors import ConfigError
+    from .setup.conffile import default_conf_path, read_executor_section
+
+    if dispatch_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", dispatch_id):
+        raise ConfigError(
+            f"dispatch id {dispatch_id!r} is not a Covalent dispatch id (letters, digits, "
+            "'-', '_', '.', ':'; e.g. 5f0c6e3e-...)"
+        )
+    path = str(conf) if conf else default_conf_path()
+    if conf is not None and not os.path.exists(path):
+        raise ConfigError(f"--conf {path}: no such file; give an existing covalent.conf")
+    section = read_executor_section(path) or {}
+    given = {
+        key: value
+        for key, value in (
+            ("region", region),
+            ("profile", profile),
+            ("credentials", credentials),
+            ("endpoint_url", endpoint_url),
+        )
+        if value is not None
+    }
+    try:
+        config = build_config(given, section)
+    except ConfigError as err:
+        where = path if section else f"the defaults ({path} has no [executors.ecs])"
+        raise ConfigError(f"{err}\n  (configuration from {where})") from None
+    return config, aws.interactive_clients(config)
+
+
+@app.command()
+def report(
+    dispatch_id: _DispatchId,
+    json_output: _JsonOutput = False,
+    chart: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.html",
+            help="Write the timeline chart (one bar per task, coloured by phase) to this "
+            "self-contained HTML file; needs the [report] extra (plotly).",
+            dir_okay=False,
+        ),
+    ] = None,
+    conf: _Conf = None,
+    region: _RegionOverride = None,
+    profile: _ProfileOverride = None,
+    credentials: _CredentialsOverride = None,
+    endpoint_url: _EndpointOverride = None,
+) -> None:
+    """Where a dispatch's time and money went: one row per node and attempt, and totals."""
+    import json
+
+    from . import pricing, records
+    from . import report as reports
+    from .errors import ECSExecutorError
+
+    if chart is not None:
+        reports.require_plotly()  # before any AWS call
+    config, clients = _executor_config(
+        conf, region, profile, credentials, endpoint_url, dispatch_id=dispatch_id
+    )
+    bucket = config.s3_bucket_name
+    found = records.read_dispatch(clients.s3, bucket, dispatch_id)
+    if not found:
+        raise _fail(
+            f"no task records for dispatch {dispatch_id} in s3://{bucket}/"
+            f"{records.records_prefix(dispatch_id)} (each node's record is written when "
+            "its run ends; the bucket's lifecycle rule expires them). Check the dispatch "
+            "id and s3_bucket_name."
+        )
+    try:
+        found = reports.complete_stops(
+            clients.ecs, found, prices=pricing.load_price_table(config.price_table)
+        )
+    except ECSExecutorError as err:  # the report stands without ECS's later stop times
+        typer.echo(f"note: stop times not completed from ECS: {err}", err=True)
+    if chart is not None:
+        chart.write_text(reports.chart_html(dispatch_id, found))
+    if json_output:
+        typer.echo(json.dumps(reports.document(dispatch_id, found), indent=2, default=str))
+    else:
+        typer.echo(reports.format_table(dispatch_id, found))
+    if chart is not None:
+        typer.echo(f"wrote the timeline chart to {chart}", err=True)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+@app.command()
+def ps(
+    dispatch: Annotated[
+        str | None, typer.Option(metavar="ID", help="Only this dispatch's tasks.")
+    ] = None,
+    json_output: _JsonOutput = False,
+    conf: _Conf = None,
+    region: _RegionOverride = None,
+    profile: _ProfileOverride = None,
+    credentials: _CredentialsOverride = None,
+    endpoint_url: _EndpointOverride = None,
+) -> None:
+    """Tasks started by this plugin that are still live (found in ECS, not Covalent)."""
+    import json
+    import time
+
+    from . import pricing, tasklist
+
+    config, clients = _executor_config(
+        conf, region, profile, credentials, endpoint_url, dispatch_id=dispatch
+    )
+    tasks = tasklist.live_tasks(clients.ecs, config.ecs_cluster_name, dispatch_id=dispatch)
+    rows = tasklist.ps_rows(
+        tasks,
+        now_s=time.time(),
+        prices=pricing.load_price_table(config.price_table),
+        region=clients.region,
+        architecture=config.cpu_architecture,
+    )
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo(f"no live tasks started by covalent-ecs in cluster {config.ecs_cluster_name}")
+        return
+    for row in rows:
+        cost = pricing.format_usd(row["cost_so_far_usd"])
+        typer.echo(
+            f"{row['dispatch_id']}  node {row['node_id']}  {row['status']}  "
+            f"{_age(row['age_s'])}  {row['vcpu']:g} vCPU / {row['memory_gb']:g} GB "
+            f"{row['capacity_provider']}  {cost} so far  {row['task_arn']}"
+        )
+
+
+@app.command()
+def stop(
+    task_arns: Annotated[
+        list[str] | None, typer.Argument(metavar="TASK_ARN", help="Tasks to stop.", show_default=False)
+    ] = None,
+    dispatch: Annotated[
+        str | None, typer.Option(metavar="ID", help="Stop every live task of this dispatch.")
+    ] = None,
+    all_tasks: Annotated[
+        bool, typer.Option("--all", help="Stop every live task this plugin started.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    conf: _Conf = None,
+    region: _RegionOverride = None,
+    profile: _ProfileOverride = None,
+    credentials: _CredentialsOverride = None,
+    endpoint_url: _EndpointOverride = None,
+) -> None:
+    """Stop tasks this plugin started (e.g. left running by a killed Covalent server)."""
+    from . import tasklist
+
+    chosen = [name for name, given in (("TASK_ARN", task_arns), ("--dispatch", dispatch), ("--all", all_tasks)) if given]
+    if len(chosen) != 1:
+        raise _fail(
+            "say which tasks to stop with exactly one of --dispatch ID, --all, or task ARNs"
+            + (f" (got {' and '.join(chosen)})" if chosen else "")
+        )
+    config, clients = _executor_config(
+        conf, region, profile, credentials, endpoint_url, dispatch_id=dispatch
+    )
+    cluster = config.ecs_cluster_name
+    if task_arns:
+        tasks = tasklist.tasks_by_arn(clients.ecs, cluster, task_arns)
+        scope = "named tasks"
+    else:
+        tasks = tasklist.live_tasks(clients.ecs, cluster, dispatch_id=dispatch)
+        scope = f"dispatch {dispatch}" if dispatch else "--all"
+    tasks = [task for task in tasks if task.get("lastStatus") != "STOPPED"]
+    if not tasks:
+        typer.echo("no live tasks to stop")
+        return
+    for task in tasks:
+        dispatch_id, node_id = tasklist.parse_started_by(task.get("startedBy")) or ("?", "?")
+        typer.echo(f"{task['taskArn']}  {task.get('lastStatus')}  dispatch {dispatch_id} node {node_id}")
+    if not yes:
+        typer.confirm(f"Stop these {len(tasks)} tasks?", abort=True)
+    reason = tasklist.stop_reason(scope)
+    failed = 0
+    for arn, problem in tasklist.stop(clients.ecs, tasks, reason, cluster):
+        if problem:
+            failed += 1
+            typer.echo(f"could not stop {arn}: {problem}", err=True)
+        else:
+            typer.echo(f"stopped {arn} ({reason})")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def logs(
+    dispatch_id: _DispatchId,
+    node_id: Annotated[str, typer.Argument(help="The node id in that dispatch.", show_default=False)],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until the task stops.")
+    ] = False,
+    attempt: Annotated[
+        int | None,
+        typer.Option(min=1, help="The node's N-th task (1 = first; default: the latest)."),
+    ] = None,
+    conf: _Conf = None,
+    region: _RegionOverride = None,
+    profile: _ProfileOverride = None,
+    credentials: _CredentialsOverride = None,
+    endpoint_url: _EndpointOverride = None,
+) -> None:
+    """A node's task output (its CloudWatch log stream)."""
+    from . import records, taskdefs, tasklist, tasklogs
+
+    config, clients = _executor_config(
+        conf, region, profile, credentials, endpoint_url, dispatch_id=dispatch_id
+    )
+    cluster = config.ecs_cluster_name
+    attempts = tasklist.node_attempts(
+        records.read_dispatch(clients.s3, config.s3_bucket_name, dispatch_id, node_id),
+        tasklist.node_tasks(clients.ecs, cluster, dispatch_id, node_id),
+        log_group=config.ecs_task_log_group_name,
+    )
+    if not attempts:
+        raise _fail(
+            f"no task found for dispatch {dispatch_id} node {node_id}: neither a record in "
+            f"s3://{config.s3_bucket_name}/ nor a task in ECS cluster {cluster}"
+        )
+    if attempt is not None and attempt > len(attempts):
+        raise _fail(f"--attempt {attempt}: node {node_id} has {len(attempts)} task(s)")
+    chosen = attempts[(attempt or len(attempts)) - 1]
+    arn = chosen["task_arn"]
+    typer.echo(f"# {arn} ({chosen['log_group']})", err=True)
+    tasklogs.follow(
+        clients.logs,
+        chosen["log_group"],
+        taskdefs.log_stream_name(arn),
+        echo=typer.echo,
+        running=(lambda: not tasklist.is_stopped(clients.ecs, cluster, arn)) if follow else (lambda: False),
+    )
 
 
 @app.callback()

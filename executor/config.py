@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import functools
 import ipaddress
+import logging
 import math
 import os
 import re
@@ -32,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from . import fargate
+from . import fargate, pricing
 from .errors import ConfigError
 from .image.refs import ImageRef
 
@@ -53,6 +54,25 @@ _ROLE_RE = re.compile(r"^(arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}|[\w
 _LOG_GROUP_RE = re.compile(r"^[\w#./-]{1,512}$")
 _ECR_REPO_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ARN_REGION = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d"
+# What ECS takes as a container secret's valueFrom (full ARNs only): a Secrets Manager
+# secret, optionally with ":json-key:version-stage:version-id", or an SSM parameter.
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/secrets-envvar-secrets-manager.html
+_SECRET_ARN_RE = re.compile(
+    rf"^arn:aws[a-z-]*:secretsmanager:{_ARN_REGION}:\d{{12}}:secret:[A-Za-z0-9/_+=.@-]{{1,512}}"
+    r"(:[^:]*:[^:]*:[^:]*)?$"
+)
+_PARAMETER_ARN_RE = re.compile(
+    rf"^arn:aws[a-z-]*:ssm:{_ARN_REGION}:\d{{12}}:parameter/[A-Za-z0-9_./-]{{1,2048}}$"
+)
+# Environment names that usually hold a credential: their values belong in `secrets`.
+_SECRET_LOOKING_NAME_RE = re.compile(r"TOKEN|SECRET|PASSWORD|KEY", re.IGNORECASE)
+# Keys whose values are never echoed in an error message (they may hold credentials).
+_VALUES_NOT_SHOWN = ("environment",)
+# "user:password@" at the start of a reference or after "//" in a URL.
+_USERINFO_RE = re.compile(r"(^|//)[^/@\s:]*:[^/@\s]*@")
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CREDENTIALS_FILE = "~/.aws/credentials"
 
@@ -112,6 +132,33 @@ def known_regions() -> frozenset[str]:
         for region in partition.get("regions", {})
         if not region.endswith("-global")  # pseudo regions of global endpoints
     )
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or localhost: the only hosts spoken to over plain HTTP, and the
+    only addresses the sandbox listens on."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint_url(url: str) -> None:
+    """Raise ValueError unless ``url`` is https://, or http:// to a loopback address."""
+    if not _is_http_url(url):
+        raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:4566")
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(
+            "plain http:// is only allowed to a loopback address (127.0.0.0/8, ::1, "
+            "localhost: the sandbox); over it the tasks' code and data would cross the "
+            "network unencrypted. Use https://"
+        )
 
 
 class ExecutorConfig(BaseModel):
@@ -193,6 +240,13 @@ class ExecutorConfig(BaseModel):
     environment: dict[str, str] = Field(
         default_factory=dict, description="Extra environment variables for every task."
     )
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Environment name -> Secrets Manager secret or SSM parameter ARN; ECS puts the "
+            "value in every task's environment (task definition `secrets`)."
+        ),
+    )
     time_limit: float = Field(
         -1,
         description="Seconds a task's container may run before it is stopped; -1 for no limit.",
@@ -213,6 +267,11 @@ class ExecutorConfig(BaseModel):
         "adaptive", description="botocore retry mode for every AWS client."
     )
     max_attempts: int = Field(10, ge=1, le=50, description="botocore attempts per AWS call.")
+    price_table: str = Field(
+        "",
+        description="JSON file of Fargate prices for cost estimates (the format of the "
+        "shipped prices.json); '' uses the shipped, dated table.",
+    )
 
     # ---------------------------------------------------------------- field validators
     @field_validator("ecs_task_subnet_id")
@@ -303,9 +362,9 @@ class ExecutorConfig(BaseModel):
 
     @field_validator("endpoint_url")
     @classmethod
-    def endpoint_is_an_http_url(cls, value: str) -> str:
-        if value and not _is_http_url(value):
-            raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:4566")
+    def endpoint_is_https_or_loopback(cls, value: str) -> str:
+        if value:
+            check_endpoint_url(value)
         return value
 
     @field_validator("credentials")
@@ -319,7 +378,7 @@ class ExecutorConfig(BaseModel):
             raise ValueError("no such file; give the path of an AWS credentials file or ''")
         return value
 
-    @field_validator("environment")
+    @field_validator("environment", "secrets")
     @classmethod
     def environment_names_are_valid(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
@@ -327,6 +386,18 @@ class ExecutorConfig(BaseModel):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
             if name.startswith(("COVALENT_ECS_", "AWS_")):
                 raise ValueError(f"{name!r}: names starting COVALENT_ECS_ or AWS_ are reserved")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def secrets_are_secret_or_parameter_arns(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, arn in value.items():
+            if not (_SECRET_ARN_RE.match(arn) or _PARAMETER_ARN_RE.match(arn)):
+                raise ValueError(
+                    f"{name!r}: {arn!r} is not a Secrets Manager secret ARN "
+                    "(arn:aws:secretsmanager:<region>:<account>:secret:<name>) or an SSM "
+                    "parameter ARN (arn:aws:ssm:<region>:<account>:parameter/<name>)"
+                )
         return value
 
     @field_validator("time_limit", "start_timeout")
@@ -375,11 +446,27 @@ class ExecutorConfig(BaseModel):
             raise ValueError(f"{existing!r} is not writable; choose a writable folder")
         return value
 
+    @field_validator("price_table")
+    @classmethod
+    def price_table_is_readable(cls, value: str) -> str:
+        if value:
+            pricing.load_price_table(value)  # ValueError naming what is wrong
+        return value
+
     @field_validator("vcpu")
     @classmethod
     def vcpu_is_a_fargate_size(cls, value: float) -> float:
         fargate.cpu_units(value)
         return value
+
+    @model_validator(mode="after")
+    def secret_names_are_not_also_environment_names(self) -> ExecutorConfig:
+        both = sorted(set(self.secrets) & set(self.environment))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} set in both environment and secrets; keep each name in one"
+            )
+        return self
 
     @model_validator(mode="after")
     def spot_options_need_spot(self) -> ExecutorConfig:
@@ -505,7 +592,27 @@ def build_config(given: Mapping[str, Any], from_file: Mapping[str, Any]) -> Exec
         problems += _describe(err, given)
     if problems:
         raise ConfigError("invalid ECS executor configuration:\n  " + "\n  ".join(problems))
+    _warn_about_secret_looking_environment(config)
     return config
+
+
+_warned_environment_names: set[tuple[str, ...]] = set()
+
+
+def _warn_about_secret_looking_environment(config: ExecutorConfig) -> None:
+    """Once per set of names: ``environment`` values travel in every RunTask's overrides."""
+    names = tuple(sorted(n for n in config.environment if _SECRET_LOOKING_NAME_RE.search(n)))
+    if not names or names in _warned_environment_names:
+        return
+    _warned_environment_names.add(names)
+    logger.warning(
+        "environment %s look%s like a credential: `environment` values travel in every "
+        "RunTask request (readable by anyone allowed ecs:DescribeTasks, and logged by "
+        "CloudTrail). Store the value in Secrets Manager or SSM Parameter Store and name "
+        "it in `secrets` instead (docs/security.md).",
+        ", ".join(names),
+        "s" if len(names) == 1 else "",
+    )
 
 
 def _unknown_key_message(key: str, where: str) -> str:
@@ -523,5 +630,17 @@ def _describe(err: ValidationError, given: Mapping[str, Any]) -> list[str]:
             continue
         key = ".".join(str(part) for part in problem["loc"])
         source = "argument" if problem["loc"][0] in given else "[executors.ecs] key"
-        lines.append(f"{source} {key}={problem.get('input')!r}: {message}")
+        lines.append(f"{source} {key}={_shown(problem['loc'], problem.get('input'))}: {message}")
     return lines
+
+
+def _shown(location: tuple[Any, ...], value: Any) -> str:
+    """The input as an error message shows it: never an ``environment`` value, and never
+    the ``user:password@`` of a URL or image reference."""
+    if location[0] not in _VALUES_NOT_SHOWN:
+        if isinstance(value, str):
+            return repr(_USERINFO_RE.sub(r"\1***@", value))
+        return repr(value)
+    if isinstance(value, dict):
+        return repr({name: "***" for name in value})
+    return "*** (value not shown)"

@@ -2,13 +2,15 @@
 
 ``run()`` reads as its steps, each a short method backed by its own module:
 
-1. stage    (staging.py)   cloudpickle ``(function, args, kwargs)`` and upload it to S3
+1. stage    (staging.py)   cloudpickle ``(function, args, kwargs)`` and upload it to S3,
+            signed with this run's key (signing.py), into a bucket of this account only
 2. define   (taskdefs.py)  find or register the one task definition for this config
 3. launch   (launch.py, livetasks.py)  RunTask with command, env and size as overrides;
             from here to the end of ``run()`` the task is guarded: if ``run()`` ends
             before the container exited, the task is stopped with a reason
 4. watch    (poller.py)    one batched DescribeTasks loop for every live task
-5. collect  (staging.py, failures.py)  download the result envelope, or explain the failure
+5. collect  (staging.py, failures.py)  download the result envelope and verify its MAC
+            before loading it, or explain the failure
 6. clean up (staging.py)   delete the staged objects (a failure is only a warning)
 
 Covalent builds this object on its server as ``ECSExecutor(**[executors.ecs])`` and then
@@ -25,19 +27,35 @@ import random
 import secrets
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from covalent._shared_files.exceptions import TaskCancelledError, TaskRuntimeError
 from covalent.executor.base import AsyncBaseExecutor
 
-from covalent_ecs_runtime import contract
+from covalent_ecs_runtime import contract, signing
 
-from . import aws, events, failures, launch, livetasks, poller, staging, taskdefs, tasklogs, threads
+from . import (
+    aws,
+    events,
+    failures,
+    launch,
+    livetasks,
+    poller,
+    pricing,
+    records,
+    staging,
+    taskdefs,
+    tasklogs,
+    threads,
+    timeline,
+)
 from .config import CONFIG_KEYS, COVALENT_BASE_KEYS, ExecutorConfig, build_config, plugin_defaults
 from .errors import (
     ConfigError,
     ECSExecutorError,
+    IntegrityError,
+    StagingError,
     StartTimeoutError,
     TaskDefinitionInactiveError,
     TaskStoppedError,
@@ -56,6 +74,9 @@ CANCEL_CHECK_INTERVAL_S = 2.0
 # After a container exited without a result: how long to wait for the task to reach
 # STOPPED (and ECS's full reason) before explaining the failure with what is known.
 STOPPED_WAIT_S = 120.0
+# After a StopTask: how long cleanup waits for the container to exit (ECS sends SIGTERM,
+# then SIGKILL after the container's stopTimeout, 30 s by default).
+CONTAINER_STOP_WAIT_S = 45.0
 # What a task stuck before its container started is usually waiting for.
 _STUCK_HINTS = {
     "PROVISIONING": "Fargate was still finding capacity or attaching the network interface "
@@ -87,9 +108,11 @@ def _config_from_file() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Run:
-    """One launch attempt of a ``run()``: its config, connection and staging keys.
+    """One launch attempt of a ``run()``: its config, connection, staging keys and the
+    key that signs its payload and results (never shown by repr, see signing.py).
 
-    Attempts share the run's payload; each has its own result key and clientToken.
+    Attempts share the run's payload and key; each has its own result key (which its
+    result's MAC covers) and clientToken.
     """
 
     config: ExecutorConfig
@@ -97,8 +120,16 @@ class _Run:
     dispatch_id: str
     node_id: Any
     token: str
+    bucket: staging.Bucket
     keys: staging.TaskKeys
+    signing_key: signing.SigningKey
     number: int = 1
+    # What the run's attempts showed (timings, described tasks); shared by its attempts.
+    seen: timeline.RunSeen = field(default_factory=timeline.RunSeen)
+    # Result keys written but not read (the download failed): kept, never deleted.
+    unread: set[str] = field(default_factory=set)
+    # Every task the run's attempts started.
+    launched: list[livetasks.LiveTask] = field(default_factory=list)
 
     @property
     def attempt(self) -> str:
@@ -115,10 +146,6 @@ class _Run:
         )
 
     @property
-    def bucket(self) -> str:
-        return self.config.s3_bucket_name
-
-    @property
     def cluster(self) -> str:
         return self.config.ecs_cluster_name
 
@@ -127,8 +154,12 @@ class _Run:
         return f"dispatch {self.dispatch_id}, node {self.node_id}"
 
     @property
+    def payload_uri(self) -> str:
+        return self.bucket.uri(self.keys.payload)
+
+    @property
     def result_uri(self) -> str:
-        return f"s3://{self.bucket}/{self.keys.result}"
+        return self.bucket.uri(self.keys.result)
 
 
 class ECSExecutor(AsyncBaseExecutor):
@@ -165,12 +196,14 @@ class ECSExecutor(AsyncBaseExecutor):
         memory: float | None = None,
         ephemeral_storage: int | None = None,
         environment: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
         time_limit: float | None = None,
         start_timeout: float | None = None,
         cache_dir: str | None = None,
         poll_freq: float | None = None,
         retry_mode: str | None = None,
         max_attempts: int | None = None,
+        price_table: str | None = None,
         **kwargs: Any,
     ) -> None:
         given = {
@@ -209,10 +242,11 @@ class ECSExecutor(AsyncBaseExecutor):
     ) -> Any:
         dispatch_id = str(task_metadata["dispatch_id"])
         node_id = task_metadata["node_id"]
+        seen = timeline.RunSeen()
         try:
             config = self.config()
             config.require_launch_settings()
-            return await self._run(config, function, args, kwargs, dispatch_id, node_id)
+            return await self._run(config, function, args, kwargs, dispatch_id, node_id, seen)
         except TaskCancelledError:
             raise
         except ECSExecutorError as err:
@@ -225,6 +259,10 @@ class ECSExecutor(AsyncBaseExecutor):
                 message += f"\n{stop_failure}"
             print(message, file=self.task_stderr)
             raise TaskRuntimeError(message) from err
+        finally:
+            # Where the time and money went, one line per attempt: last on the node's stderr.
+            for line in seen.summary_lines():
+                print(line, file=self.task_stderr)
 
     async def cancel(self, task_metadata: dict[str, Any], job_handle: Any) -> bool:
         """Stop the task behind ``job_handle`` (set by ``run``); True when ECS accepted."""
@@ -251,15 +289,26 @@ class ECSExecutor(AsyncBaseExecutor):
         kwargs: dict[str, Any],
         dispatch_id: str,
         node_id: Any,
+        seen: timeline.RunSeen,
     ) -> Any:
         token = secrets.token_hex(12)
+        clients = await _in_thread(aws.clients_for, config)
+        # The staging bucket must be this account's: the first S3 request (the payload
+        # upload) already names it, so a foreign bucket gets nothing. One STS call per
+        # process (cached).
+        account_id = await _in_thread(getattr, clients, "account_id")
         first = _Run(
             config=config,
-            clients=await _in_thread(aws.clients_for, config),
+            clients=clients,
             dispatch_id=dispatch_id,
             node_id=node_id,
             token=token,
+            bucket=staging.Bucket(name=config.s3_bucket_name, owner=account_id),
             keys=staging.task_keys(dispatch_id, node_id, token),
+            # One per run(): the payload is signed once; each launch attempt writes its
+            # own result key, and a MAC covers the key it was written for.
+            signing_key=signing.SigningKey.new(),
+            seen=seen,
         )
         await self._stage(first, (function, args, kwargs))
         run, history = first, []
@@ -269,24 +318,57 @@ class ECSExecutor(AsyncBaseExecutor):
                     return await self._attempt(run)
                 except ECSExecutorError as err:
                     run = await self._relaunch_or_raise(err, run, history)
+        except asyncio.CancelledError:
+            raise  # shutting down: clean up at once, don't wait for stopping containers
+        except BaseException:
+            await self._wait_for_stopped_containers(first)
+            raise
         finally:
-            await self._clean_up(first, attempts=run.number)
+            await asyncio.gather(
+                self._clean_up(first, attempts=run.number), self._write_record(first)
+            )
+
+    async def _wait_for_stopped_containers(self, run: _Run) -> None:
+        """Before the staging objects are deleted: wait (at most CONTAINER_STOP_WAIT_S)
+        for the containers of tasks we stopped to exit, so that a result a stopping
+        runner still writes is deleted too rather than left behind."""
+        stopped = [task for task in run.launched if task.stopped and not task.exited]
+        if not stopped:
+            return
+        watcher = poller.poller_for(run.clients, _in_thread)
+        waits = [
+            watcher.watch(task.cluster, task.task_arn, interval_s=run.config.poll_freq)
+            for task in stopped
+        ]
+        with contextlib.suppress(asyncio.TimeoutError, ECSExecutorError):
+            await asyncio.wait_for(asyncio.gather(*waits), CONTAINER_STOP_WAIT_S)
 
     async def _attempt(self, run: _Run) -> Any:
         """One launch: RunTask, watch, collect. The task is guarded until it exited."""
-        image_uri, task = await self._launch(run)
-        async with livetasks.guard(task, run_in_thread=_in_thread, label=run.label):
-            await self._set_job_handle({"task_arn": task.task_arn, "cluster": run.cluster})
-            watcher = poller.poller_for(run.clients, _in_thread)
-            described = await self._watch(run, watcher, task.task_arn)
-            task.exited = True
-            exit_seen = time.time()
-        envelope = await self._collect(run, watcher, described, image_uri)
-        events.emit(
-            events.TASK_FINISHED, dispatch_id=run.dispatch_id, node_id=run.node_id,
-            task_arn=task.task_arn, timings=dict(envelope.get("timings") or {}), exit_seen=exit_seen,
-        )  # fmt: skip
-        return self._unpack(envelope)
+        seen = run.seen.begin(run.number, capacity_provider=run.config.capacity_provider)
+        error: BaseException | None = None
+        try:
+            image_uri, task = await self._launch(run)
+            run.launched.append(task)
+            seen.task_arn = task.task_arn
+            async with livetasks.guard(task, run_in_thread=_in_thread, label=run.label):
+                await self._set_job_handle({"task_arn": task.task_arn, "cluster": run.cluster})
+                watcher = poller.poller_for(run.clients, _in_thread)
+                described = await self._watch(run, watcher, task.task_arn)
+                task.exited = True
+                exit_seen = seen.exit_seen = time.time()
+            envelope, described = await self._collect(run, watcher, described, image_uri)
+            events.emit(
+                events.TASK_FINISHED, dispatch_id=run.dispatch_id, node_id=run.node_id,
+                task_arn=task.task_arn, timings=dict(envelope.get("timings") or {}),
+                exit_seen=exit_seen,
+            )  # fmt: skip
+            return self._unpack(envelope, payload_uri=run.payload_uri, task=described)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            run.seen.ended(error)
 
     async def _relaunch_or_raise(self, err: ECSExecutorError, run: _Run, history: list[str]) -> _Run:
         """The next attempt when ``err`` proves the code never ran for a cause that may
@@ -315,6 +397,7 @@ class ECSExecutor(AsyncBaseExecutor):
         return run.next_attempt(on_demand=on_demand)
 
     async def _stage(self, run: _Run, payload: Any) -> None:
+        started = time.monotonic()
         await threads.transfer(
             staging.upload_payload,
             run.clients.s3,
@@ -322,7 +405,9 @@ class ECSExecutor(AsyncBaseExecutor):
             run.keys.payload,
             payload,
             run.config.cache_dir,
+            run.signing_key,
         )
+        run.seen.upload_s = time.monotonic() - started
 
     async def _launch(self, run: _Run) -> tuple[str, livetasks.LiveTask]:
         """Define and RunTask; returns the runner image and the started (live) task.
@@ -346,6 +431,8 @@ class ECSExecutor(AsyncBaseExecutor):
     async def _define(self, run: _Run) -> tuple[str, dict[str, Any]]:
         """The runner image and the (shared) task definition that runs it."""
         image_uri = await _in_thread(self._image_uri, run.config, run.clients)
+        # By digest: a later push to the tag does not change what this process runs.
+        image_uri = await _task_definitions.pinned_image(run.clients, image_uri, _in_thread)
         definition = await _in_thread(self._task_definition, run.config, run.clients, image_uri)
         return image_uri, definition
 
@@ -359,6 +446,7 @@ class ECSExecutor(AsyncBaseExecutor):
             dispatch_id=run.dispatch_id,
             node_id=run.node_id,
             attempt=run.attempt,
+            signing_key=run.signing_key,
         )
         await launch.launch_pacer.acquire(request["count"])
         if await self._cancel_requested():
@@ -417,6 +505,7 @@ class ECSExecutor(AsyncBaseExecutor):
                         wait_s = max(0.0, min(wait_s, limit - loop.time()))
                 done, _ = await asyncio.wait({watch}, timeout=wait_s)
                 if done:
+                    run.seen.saw(watch.result())
                     return watch.result()
                 if not started and start_deadline is not None and loop.time() >= start_deadline:
                     phase = latest.get("lastStatus") or "PROVISIONING"
@@ -445,21 +534,58 @@ class ECSExecutor(AsyncBaseExecutor):
                         f"{livetasks.CANCEL_REASON} ({run.label})",
                     )
         finally:
+            run.seen.saw(watcher.latest(task_arn))  # however the watch ends (timeline.py)
             if not watch.done():
                 watch.cancel()  # the poller stops watching this task
 
     async def _collect(
         self, run: _Run, watcher: poller.TaskPoller, described: dict[str, Any], image_uri: str
-    ) -> dict[str, Any]:
-        """The result envelope; when the task wrote none, raise why it stopped."""
-        envelope = await threads.transfer(
-            staging.download_result, run.clients.s3, run.bucket, run.keys.result,
-            run.config.cache_dir,
-        )  # fmt: skip
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The result envelope (and the task as last described), verified before it was loaded (staging.download_result
+        raises IntegrityError otherwise); when the task wrote none, raise why it stopped."""
+        started = time.monotonic()
+        try:
+            envelope = await threads.transfer(
+                staging.download_result, run.clients.s3, run.bucket, run.keys.result,
+                run.config.cache_dir, run.signing_key,
+            )  # fmt: skip
+        except IntegrityError:
+            raise  # not the task's result: nothing worth keeping
+        except StagingError:
+            run.unread.add(run.keys.result)  # a finished result is never deleted unread
+            raise
         if envelope is None:
             raise await self._explain_stop(run, watcher, described, image_uri)
-        failures.check_envelope_format(envelope, run.result_uri)
-        return envelope
+        if envelope.get("outcome") == contract.OUTCOME_INTERRUPTED and not described.get(
+            "stopCode"
+        ):
+            # Who stopped it (Spot, a user) is in the stop code, set by ECS when it stops.
+            described = await self._stopped(run, watcher, described)
+        seen = run.seen.current
+        if seen is not None:
+            seen.download_s = time.monotonic() - started
+            seen.result_downloaded = time.time()
+            seen.runner_timings = dict(envelope.get("timings") or {})
+        return envelope, described
+
+    async def _stopped(
+        self, run: _Run, watcher: poller.TaskPoller, described: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The task once STOPPED (ECS's full stop code and reason), within STOPPED_WAIT_S;
+        as last described when that bound passes."""
+        if described.get("lastStatus") == "STOPPED":
+            return described
+        with contextlib.suppress(asyncio.TimeoutError):
+            return await asyncio.wait_for(
+                watcher.watch(
+                    run.cluster,
+                    described["taskArn"],
+                    until=poller.STOPPED,
+                    interval_s=run.config.poll_freq,
+                ),
+                STOPPED_WAIT_S,
+            )
+        return described
 
     async def _explain_stop(
         self,
@@ -469,19 +595,10 @@ class ECSExecutor(AsyncBaseExecutor):
         image_uri: str,
     ) -> TaskStoppedError | TaskCancelledError:
         """No result: wait for STOPPED (for ECS's full reason) and classify it."""
-        if described.get("lastStatus") != "STOPPED":
-            # ECS gives its full stop code and reason only once the task is STOPPED
-            # (after the network interface is detached); wait for it, within a bound.
-            with contextlib.suppress(asyncio.TimeoutError):
-                described = await asyncio.wait_for(
-                    watcher.watch(
-                        run.cluster,
-                        described["taskArn"],
-                        until=poller.STOPPED,
-                        interval_s=run.config.poll_freq,
-                    ),
-                    STOPPED_WAIT_S,
-                )
+        # ECS gives its full stop code and reason only once the task is STOPPED (after
+        # the network interface is detached).
+        described = await self._stopped(run, watcher, described)
+        run.seen.saw(described)
         if (described.get("stoppedReason") or "").startswith(livetasks.CANCEL_REASON):
             return TaskCancelledError(described["stoppedReason"])
         tail = await _in_thread(
@@ -499,7 +616,51 @@ class ECSExecutor(AsyncBaseExecutor):
             result_uri=run.result_uri,
         )
 
-    def _unpack(self, envelope: dict[str, Any]) -> Any:
+    # ------------------------------------------ where the time and money went (issue 14)
+    async def _write_record(self, run: _Run) -> None:
+        """Build each attempt's timeline (``run.seen.timelines``, for the summary lines)
+        and write the run's durable record: one PutObject. A failure is only a warning."""
+        seen, config = run.seen, run.config
+        if not seen.attempts:
+            return
+        try:
+            prices = pricing.load_price_table(config.price_table)
+        except ValueError as err:  # the file changed since the config was validated
+            print(f"[covalent-ecs] warning: price_table: {err}; using the shipped prices",
+                  file=sys.stderr)
+            prices = pricing.load_price_table()
+        size = timeline.TaskSize(
+            vcpu=config.vcpu,
+            memory_gb=config.memory,
+            capacity_provider=config.capacity_provider,
+            architecture=config.cpu_architecture,
+        )
+        seen.timelines = [
+            timeline.build_timeline(attempt, size=size, region=run.clients.region, prices=prices)
+            for attempt in seen.attempts
+        ]
+        record = records.build_record(
+            dispatch_id=run.dispatch_id,
+            node_id=run.node_id,
+            cluster=run.cluster,
+            region=run.clients.region,
+            log_group=config.ecs_task_log_group_name,
+            prices={"taken": prices.taken, "source": prices.source, "table": config.price_table},
+            upload_s=seen.upload_s,
+            attempts=seen.timelines,
+        )
+        key = records.record_key(run.dispatch_id, run.node_id, run.token)
+        try:
+            await threads.transfer(
+                records.put_record, run.clients.s3, run.bucket.name, key, record,
+                expected_owner=run.bucket.owner,
+            )  # fmt: skip
+        except ECSExecutorError as err:
+            print(f"[covalent-ecs] warning: the task record was not written: {err}", file=sys.stderr)
+
+    def _unpack(
+        self, envelope: dict[str, Any], *, payload_uri: str, task: dict[str, Any]
+    ) -> Any:
         """Copy the task's output to the node's streams; return the value or raise."""
         for text, stream, truncated in (
             (envelope.get("stdout", ""), self.task_stdout, envelope.get("stdout_truncated")),
@@ -513,7 +674,7 @@ class ECSExecutor(AsyncBaseExecutor):
                     "the task's CloudWatch log stream has all of it",
                     file=stream,
                 )
-        error = failures.envelope_error(envelope)
+        error = failures.envelope_error(envelope, payload_uri=payload_uri, task=task)
         if error is not None:
             raise error
         return envelope["value"]
@@ -522,11 +683,11 @@ class ECSExecutor(AsyncBaseExecutor):
         try:
             await threads.transfer(
                 staging.delete_task_objects, run.clients.s3, run.bucket, run.keys,
-                attempts=attempts,
+                attempts=attempts, keep=run.unread,
             )  # fmt: skip
         except ECSExecutorError as err:
             # The task's own outcome matters more than its leftovers; say so, don't fail.
-            print(f"[covalent-ecs] warning: {err}", file=sys.stderr)
+            print(f"[covalent-ecs] warning: {err}", file=self.task_stderr or sys.stderr)
 
 
 __all__ = ["ECSExecutor", "EXECUTOR_PLUGIN_NAME", "ConfigError"]

@@ -4,13 +4,15 @@
      ├ ConfigError (also ValueError)  raised before any AWS call; names key, value, valid choices
      ├ AWSSetupError                  missing bucket / cluster / role / credentials / permissions
      ├ StagingError                   S3 upload, download, cleanup
+     │   └ IntegrityError               a staged object lacks its run's MAC: it was not loaded
      ├ LaunchError                    RunTask refused, or its `failures` list was not empty
      │   └ TaskDefinitionInactiveError  the task definition was deregistered meanwhile
      ├ TaskStoppedError               the task stopped without writing a result
      │   ├ OutOfMemoryError
      │   ├ ImagePullError
      │   ├ CapacityError
-     │   └ NetworkSetupError
+     │   ├ NetworkSetupError
+     │   └ TaskInterruptedError       SIGTERM while the function ran; its output so far kept
      ├ RuntimeSkewError               the runner's Python / cloudpickle differ from the client's
      ├ RemoteTaskError                the user's function raised inside the task
      └ TaskTimeoutError               the task ran past its time limit
@@ -37,6 +39,16 @@ class AWSSetupError(ECSExecutorError):
 
 class StagingError(ECSExecutorError):
     """Uploading the payload, or downloading / deleting the result, failed."""
+
+
+class IntegrityError(StagingError):
+    """A staged object (result or payload) does not carry its run's MAC, so it was not
+    unpickled: something other than the task (or the client) wrote it, or a runner too
+    old to sign wrote it."""
+
+    def __init__(self, message: str, *, object_uri: str) -> None:
+        super().__init__(message)
+        self.object_uri = object_uri
 
 
 class LaunchError(ECSExecutorError):
@@ -90,6 +102,11 @@ class ImagePullError(TaskStoppedError):
 
 class CapacityError(TaskStoppedError):
     """Fargate had no capacity for the task (or a Spot task was reclaimed)."""
+
+
+class TaskInterruptedError(TaskStoppedError):
+    """ECS stopped the container (SIGTERM) while the function ran; the runner kept the
+    output printed so far. A Spot interruption is a CapacityError instead."""
 
 
 class NetworkSetupError(TaskStoppedError):

@@ -17,6 +17,7 @@ from .errors import (
     CapacityError,
     ECSExecutorError,
     ImagePullError,
+    IntegrityError,
     LaunchError,
     NetworkSetupError,
     OutOfMemoryError,
@@ -24,6 +25,7 @@ from .errors import (
     RuntimeSkewError,
     StagingError,
     StartTimeoutError,
+    TaskInterruptedError,
     TaskStoppedError,
 )
 from .taskdefs import runner_container
@@ -105,23 +107,40 @@ def lacks_capacity(error: BaseException) -> bool:
     return False
 
 
-def check_envelope_format(envelope: Any, result_uri: str) -> None:
-    """Refuse an envelope this client cannot read (a runner of another version)."""
-    found = envelope.get("format") if isinstance(envelope, dict) else None
-    if found != contract.ENVELOPE_FORMAT:
+def check_envelope_format(found: str | None, result_uri: str) -> None:
+    """Refuse a result from its metadata (contract.META_FORMAT), before any byte of it
+    is unpickled: unsigned (a runner older than format 2, or another writer), or of a
+    format this client does not read (a runner of another version)."""
+    publish = (
+        "publish the runner for this client (`covalent-ecs publish-image`) or point "
+        "container_image_uri at it"
+    )
+    if not found:
+        raise IntegrityError(
+            f"the result {result_uri} was not loaded: it carries no signature. Runners before "
+            f"0.2.0 (envelope format 1) wrote unsigned results: {publish}. If the task did "
+            "run this client's runner, something other than the task wrote this object: "
+            "check who else may write to the staging bucket.",
+            object_uri=result_uri,
+        )
+    if found != str(contract.ENVELOPE_FORMAT):
         raise RuntimeSkewError(
-            f"the result {result_uri} has envelope format {found!r}; this client reads "
-            f"format {contract.ENVELOPE_FORMAT} (runner {contract.RUNNER_VERSION}). The task "
-            "ran on a runner image of another version: publish the one for this client "
-            "(`covalent-ecs publish-image`) or point container_image_uri at it."
+            f"the result {result_uri} has envelope format {found!r} and was not loaded; this "
+            f"client reads format {contract.ENVELOPE_FORMAT} (runner {contract.RUNNER_VERSION}). "
+            f"The task ran on a runner image of another version: {publish}."
         )
 
 
-def envelope_error(envelope: dict[str, Any]) -> ECSExecutorError | None:
-    """The error an envelope reports, or None when the function returned."""
+def envelope_error(
+    envelope: dict[str, Any], *, payload_uri: str = "", task: dict[str, Any] | None = None
+) -> ECSExecutorError | None:
+    """The error an envelope reports, or None when the function returned. ``task`` (as
+    ECS described it) says who stopped an interrupted one."""
     outcome = envelope.get("outcome")
     if outcome == contract.OUTCOME_RETURNED:
         return None
+    if outcome == contract.OUTCOME_INTERRUPTED:
+        return interrupted_error(envelope, task or {})
     error = envelope.get("error") or {}
     message = error.get("message", "")
     if outcome == contract.OUTCOME_RAISED:
@@ -151,6 +170,12 @@ def envelope_error(envelope: dict[str, Any]) -> ECSExecutorError | None:
         )
     if kind == contract.KIND_PAYLOAD_MISSING:
         return StagingError(message)
+    if kind == contract.KIND_PAYLOAD_UNVERIFIED:
+        return IntegrityError(
+            f"{message}. The task did not run. Check who else may write to the staging "
+            "bucket's prefix (the task role of every task may).",
+            object_uri=payload_uri,
+        )
     if kind == contract.KIND_RESULT_UNPICKLABLE:
         return RemoteTaskError(
             f"{message}. Return a value cloudpickle can serialise.",
@@ -158,6 +183,35 @@ def envelope_error(envelope: dict[str, Any]) -> ECSExecutorError | None:
             remote_traceback=error.get("traceback", ""),
         )
     return ECSExecutorError(f"the runner reported an unknown outcome {outcome!r}: {message}")
+
+
+def interrupted_error(envelope: dict[str, Any], task: dict[str, Any]) -> TaskStoppedError:
+    """The runner wrote an "interrupted" envelope: ECS sent SIGTERM while the function
+    ran. Spot reclaiming capacity is a CapacityError (relaunched when
+    ``rerun_on_interruption``); any other stop a TaskInterruptedError."""
+    timings = envelope.get("timings") or {}
+    ran_s = max(
+        0.0,
+        float(timings.get("function_ended") or 0) - float(timings.get("function_started") or 0),
+    )
+    stop_code = task.get("stopCode")
+    reason = task.get("stoppedReason") or ""
+    arn = task.get("taskArn", "")
+    facts = dict(task_arn=arn, stop_code=stop_code, stopped_reason=reason, exit_code=None)
+    where = f"ECS task {arn}" if arn else "the ECS task"
+    stated = f"(stop code {stop_code}, reason: {reason or 'none given'})"
+    if stop_code in (STOP_CODE_SPOT_INTERRUPTION, "TerminationNotice"):
+        return CapacityError(
+            f"{where} was interrupted by Spot after {ran_s:.1f} s of running the function "
+            f"{stated}; its output so far is above. Set rerun_on_interruption = true to run "
+            'it again, or use capacity_provider = "FARGATE" for long tasks.',
+            **facts,
+        )
+    return TaskInterruptedError(
+        f"{where} was stopped (SIGTERM) after {ran_s:.1f} s of running the function "
+        f"{stated}; its output so far is above.",
+        **facts,
+    )
 
 
 def classify_stopped_task(
@@ -205,6 +259,14 @@ def classify_stopped_task(
             "gateway / VPC endpoints in a private one.",
             **facts,
         )
+    if "ResourceInitializationError" in reasons and "unable to retrieve secret" in reasons:
+        return NetworkSetupError(
+            f"{where} could not be set up {stated}. ECS could not read a secret named in "
+            "`secrets`: check that each ARN exists in this account and region and that the "
+            "execution role may read it (secretsmanager:GetSecretValue / ssm:GetParameters; "
+            "the infra stack's SecretArns parameter); `covalent-ecs doctor` checks both.",
+            **facts,
+        )
     if "ResourceInitializationError" in reasons:
         return NetworkSetupError(
             f"{where} could not be set up {stated}. ECS could not prepare its secrets, "
@@ -227,6 +289,14 @@ def classify_stopped_task(
         )
     if exit_code is None:
         return TaskStoppedError(f"{where} stopped before its container ran {stated}.{tail}", **facts)
+    if exit_code == contract.EXIT_USAGE:
+        return TaskStoppedError(
+            f"{where}: the runner refused to start {stated}: its command or environment is "
+            "not what it expects, as when the runner image and this client are of different "
+            "versions. Publish the runner for this client (`covalent-ecs publish-image`) or "
+            f"point container_image_uri at it.{tail}",
+            **facts,
+        )
     if exit_code == contract.EXIT_NO_RESULT:
         return TaskStoppedError(
             f"{where}: the runner could not write its result{' to ' + result_uri if result_uri else ''} "

@@ -1,8 +1,14 @@
 """The RunTask request for one task (pure), and sending it.
 
 Everything that varies per task travels in ``overrides``: the runner's command (which
-payload and result keys), its environment, and task-level cpu/memory when the task
-asks for another size than the shared definition's.
+payload and result keys), its environment (with the run's signing key and the account
+that must own the bucket), and task-level cpu/memory when the task asks for another
+size than the shared definition's.
+
+The signing key is in the environment override only: RunTask overrides are visible to
+principals allowed to call DescribeTasks (who may run tasks themselves), never to the
+task role, and never written to S3 or a log. The request built here holds it: it is
+sent, never printed.
 """
 
 from __future__ import annotations
@@ -15,12 +21,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from covalent_ecs_runtime import contract
+from covalent_ecs_runtime import contract, signing
 
 from . import aws, failures
 from .config import FARGATE_DEFAULT_STORAGE_GIB, ExecutorConfig, as_list
 from .errors import ConfigError, LaunchError
-from .staging import TaskKeys, task_keys
+from .staging import Bucket, TaskKeys, task_keys
 from .taskdefs import BASE_CPU_UNITS, BASE_MEMORY_MIB
 
 # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html
@@ -36,12 +42,22 @@ LONGEST_DISPATCH_ID = "00000000-0000-0000-0000-000000000000"
 LONGEST_NODE_ID = 9_999_999
 
 # Fargate's task-launch token bucket per account and region: burst 100, refill 20/s
-# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/throttling.html, NOTES.md
-# "AWS limits"). RunTask's own bucket (burst 100, refill 40/s) is wider, so launches
-# are what a burst of tasks runs into. The pacer stays a little inside it: other
-# clients in the account and RunTask retries draw on the same bucket.
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/throttling.html,
+# docs/facts.md "AWS limits and throttles"). RunTask's own bucket (burst 100, refill
+# 40/s) is wider, so launches are what a burst of tasks runs into. The pacer stays a
+# little inside it: other clients in the account and RunTask retries draw on the same
+# bucket.
 LAUNCH_BURST = 90
 LAUNCH_RATE_PER_S = 19.0
+
+
+STARTED_BY_PREFIX = "covalent/"
+
+
+def started_by(dispatch_id: str, node_id: int | str) -> str:
+    """RunTask's ``startedBy``: how ``covalent-ecs ps``/``stop``/``logs`` find a node's
+    tasks without the Covalent server (ListTasks filters on it)."""
+    return f"{STARTED_BY_PREFIX}{dispatch_id}/{node_id}"[:MAX_STARTED_BY_CHARS]
 
 
 def client_token(dispatch_id: str, node_id: int | str, attempt: str) -> str:
@@ -50,27 +66,42 @@ def client_token(dispatch_id: str, node_id: int | str, attempt: str) -> str:
     return digest[:MAX_CLIENT_TOKEN_CHARS]
 
 
-def task_environment(config: ExecutorConfig, dispatch_id: str, node_id: int | str) -> dict[str, str]:
+def task_environment(
+    config: ExecutorConfig,
+    dispatch_id: str,
+    node_id: int | str,
+    *,
+    bucket_owner: str,
+    signing_key: signing.SigningKey,
+) -> dict[str, str]:
     return {
         **config.environment,
         **contract.client_env(),
         contract.ENV_TASK_LABEL: f"{dispatch_id}/{node_id}",
+        contract.ENV_BUCKET_OWNER: bucket_owner,
+        contract.ENV_SIGNING_SECRET: signing_key.env_value(),
     }
 
 
 def build_overrides(
-    config: ExecutorConfig, *, bucket: str, keys: TaskKeys, dispatch_id: str, node_id: int | str
+    config: ExecutorConfig,
+    *,
+    bucket: Bucket,
+    keys: TaskKeys,
+    dispatch_id: str,
+    node_id: int | str,
+    signing_key: signing.SigningKey,
 ) -> dict[str, Any]:
     """RunTask's ``overrides``: the runner's command, its environment, the task's size. Pure."""
+    environment = task_environment(
+        config, dispatch_id, node_id, bucket_owner=bucket.owner, signing_key=signing_key
+    )
     container_override: dict[str, Any] = {
         "name": contract.CONTAINER_NAME,
         "command": contract.run_command(
-            bucket=bucket, payload_key=keys.payload, result_key=keys.result
+            bucket=bucket.name, payload_key=keys.payload, result_key=keys.result
         ),
-        "environment": [
-            {"name": name, "value": value}
-            for name, value in task_environment(config, dispatch_id, node_id).items()
-        ],
+        "environment": [{"name": name, "value": value} for name, value in environment.items()],
     }
     overrides: dict[str, Any] = {"containerOverrides": [container_override]}
     if (config.cpu_units, config.memory_mib) != (BASE_CPU_UNITS, BASE_MEMORY_MIB):
@@ -93,10 +124,12 @@ def worst_case_overrides_chars(config: ExecutorConfig) -> int:
     return overrides_chars(
         build_overrides(
             config,
-            bucket=config.s3_bucket_name,
+            # Only lengths matter here: an account id has 12 digits, every key 256 bits.
+            bucket=Bucket(name=config.s3_bucket_name, owner="0" * 12),
             keys=keys,
             dispatch_id=LONGEST_DISPATCH_ID,
             node_id=LONGEST_NODE_ID,
+            signing_key=signing.SigningKey(bytes(signing.KEY_BYTES)),
         )
     )
 
@@ -105,11 +138,12 @@ def build_run_task_request(
     config: ExecutorConfig,
     *,
     task_definition_arn: str,
-    bucket: str,
+    bucket: Bucket,
     keys: TaskKeys,
     dispatch_id: str,
     node_id: int | str,
     attempt: str,
+    signing_key: signing.SigningKey,
 ) -> dict[str, Any]:
     """The RunTask request. Pure; raises ConfigError when the overrides are too long.
 
@@ -118,7 +152,12 @@ def build_run_task_request(
     longer than that bound assumes.
     """
     overrides = build_overrides(
-        config, bucket=bucket, keys=keys, dispatch_id=dispatch_id, node_id=node_id
+        config,
+        bucket=bucket,
+        keys=keys,
+        dispatch_id=dispatch_id,
+        node_id=node_id,
+        signing_key=signing_key,
     )
     size = overrides_chars(overrides)
     if size > MAX_OVERRIDES_CHARS:
@@ -142,7 +181,7 @@ def build_run_task_request(
         },
         "overrides": overrides,
         "clientToken": client_token(dispatch_id, node_id, attempt),
-        "startedBy": f"covalent/{dispatch_id}/{node_id}"[:MAX_STARTED_BY_CHARS],
+        "startedBy": started_by(dispatch_id, node_id),
         "tags": [
             {"key": TAG_DISPATCH_ID, "value": str(dispatch_id)},
             {"key": TAG_NODE_ID, "value": str(node_id)},

@@ -51,6 +51,8 @@ class LiveTask:
     clients: aws.Clients
     # Set once ECS reported the container exited: the task then stops by itself.
     exited: bool = False
+    # Set once our StopTask was accepted: its container may still be stopping.
+    stopped: bool = False
 
 
 _live: dict[str, LiveTask] = {}
@@ -146,6 +148,7 @@ async def _stop_within_bound(live: LiveTask, reason: str, run_in_thread: RunInTh
         except asyncio.CancelledError as err:
             problem = err
             break
+        live.stopped = True
         _forget(live)
         return ""
     failure = (

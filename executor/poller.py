@@ -33,9 +33,10 @@ MISSING_GRACE_S = 30.0
 # the watchers are failed with the error.
 MAX_FAILED_CYCLES = 10
 MAX_BACKOFF_S = 20.0
-# ECS refills Describe*/List* at 20 calls/s per account (NOTES.md "AWS limits"). With
-# many tasks a cycle is many calls: stretch the cycle so the poller alone uses at
-# most half of that, leaving room for other clients (1000 tasks: 10 calls, 1 s).
+# ECS refills Describe*/List* at 20 calls/s per account (docs/facts.md, "AWS limits and
+# throttles"). With many tasks a cycle is many calls: stretch the cycle so the poller
+# alone uses at most half of that, leaving room for other clients (1000 tasks: 10
+# calls, 1 s).
 DESCRIBE_CALLS_PER_S = 10.0
 
 # Sustained throttling is logged at most this often, with the rate the poller got.

@@ -5,6 +5,16 @@ the payload (multipart above the transfer manager's 8 MiB threshold), one GetObj
 the result (streamed to disk: ``download_file`` would add a HeadObject), and one
 DeleteObjects for both keys. Objects are pickled to and from files in ``cache_dir``, so
 a large argument or result is never held in memory twice.
+
+Two trust checks ride on those same requests, at no extra request:
+
+* every request names the account that must own the bucket (``ExpectedBucketOwner``),
+  so a bucket of another account (a look-alike of a global name) gets nothing and
+  gives nothing: S3 answers 403;
+* payload and result carry an HMAC of the run's key in their metadata (signing.py):
+  the payload's is written as it is pickled, the result's is checked over the bytes
+  streamed to disk before they are unpickled. A result that does not verify raises
+  ``IntegrityError`` and is never loaded.
 """
 
 from __future__ import annotations
@@ -12,18 +22,36 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
 import cloudpickle
 
-from . import aws
-from .errors import ECSExecutorError, StagingError
+from covalent_ecs_runtime import contract, signing
+
+from . import aws, failures
+from .errors import ECSExecutorError, IntegrityError, StagingError
 
 STAGING_ROOT = "covalent-ecs"
 _STREAM_CHUNK_BYTES = 1024 * 1024
+# Whole-download tries when the body breaks mid-stream, and the first pause between them.
+DOWNLOAD_ATTEMPTS = 4
+DOWNLOAD_BACKOFF_S = 0.5
 # Encrypt staged objects at rest even where the bucket has no default encryption.
 _SSE = {"ServerSideEncryption": "AES256"}
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """The staging bucket and the account that must own it (ExpectedBucketOwner)."""
+
+    name: str
+    owner: str
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.name}/{key}"
 
 
 @dataclass(frozen=True)
@@ -67,63 +95,142 @@ def _cache_dir(cache_dir: str) -> str:
     return path
 
 
-def upload_payload(s3: Any, bucket: str, key: str, payload: Any, cache_dir: str) -> int:
-    """Pickle ``payload`` to a temp file and upload it; returns its size in bytes."""
+def upload_payload(
+    s3: Any, bucket: Bucket, key: str, payload: Any, cache_dir: str, signing_key: signing.SigningKey
+) -> int:
+    """Pickle ``payload`` to a temp file, MACing it as it is written, and upload it with
+    the MAC in its metadata; returns its size in bytes."""
     fd, path = tempfile.mkstemp(prefix="payload-", suffix=".pkl", dir=_cache_dir(cache_dir))
     try:
         with os.fdopen(fd, "wb") as f:
-            cloudpickle.dump(payload, f)
+            writer = signing.MacWriter(f, signing_key.mac(signing.PURPOSE_PAYLOAD, key))
+            cloudpickle.dump(payload, writer)
         size = os.path.getsize(path)
         _staging_call(
             s3.upload_file,
-            f"upload the task payload to s3://{bucket}/{key}",
+            f"upload the task payload to {bucket.uri(key)}",
             Filename=path,
-            Bucket=bucket,
+            Bucket=bucket.name,
             Key=key,
-            ExtraArgs=_SSE,
+            ExtraArgs={
+                **_SSE,
+                "ExpectedBucketOwner": bucket.owner,
+                "Metadata": contract.object_metadata(writer.mac.hexdigest()),
+            },
         )
         return size
     finally:
         os.unlink(path)
 
 
-def download_result(s3: Any, bucket: str, key: str, cache_dir: str) -> dict[str, Any] | None:
-    """The task's result envelope, or None when the runner never wrote one."""
+def download_result(
+    s3: Any, bucket: Bucket, key: str, cache_dir: str, signing_key: signing.SigningKey
+) -> dict[str, Any] | None:
+    """The task's result envelope, or None when the runner never wrote one.
+
+    Raises IntegrityError, before unpickling anything, when the object is unsigned or
+    its MAC does not match the bytes received. A download the network broke mid-stream
+    (botocore retries the request, not the body) is started again, up to
+    DOWNLOAD_ATTEMPTS times; past that the StagingError says the result is kept.
+    """
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            return _download_result_once(s3, bucket, key, cache_dir, signing_key)
+        except _BrokenDownload as broken:
+            if attempt == DOWNLOAD_ATTEMPTS:
+                raise StagingError(
+                    f"could not download the result {bucket.uri(key)} after {attempt} tries: "
+                    f"{broken.__cause__}. The task finished; its result is kept in the bucket "
+                    "(the staging lifecycle rule removes it)."
+                ) from broken.__cause__
+            time.sleep(DOWNLOAD_BACKOFF_S * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _BrokenDownload(Exception):
+    """The result's body stopped mid-stream (its cause says how): worth another try."""
+
+
+def _download_result_once(
+    s3: Any, bucket: Bucket, key: str, cache_dir: str, signing_key: signing.SigningKey
+) -> dict[str, Any] | None:
+    uri = bucket.uri(key)
     try:
         response = _staging_call(
-            s3.get_object, f"download the result s3://{bucket}/{key}", Bucket=bucket, Key=key
+            s3.get_object,
+            f"download the result {uri}",
+            Bucket=bucket.name,
+            Key=key,
+            ExpectedBucketOwner=bucket.owner,
         )
     except StagingError as err:
         if aws.has_code(err, "NoSuchKey", "404"):
             return None
         raise
+    body = response["Body"]
+    metadata = response.get("Metadata") or {}
+    try:
+        # Decided from the response headers: an unsigned or foreign-format body is not read.
+        failures.check_envelope_format(metadata.get(contract.META_FORMAT), uri)
+    except ECSExecutorError:
+        body.close()
+        raise
+    mac = signing_key.mac(signing.PURPOSE_RESULT, key)
     fd, path = tempfile.mkstemp(prefix="result-", suffix=".pkl", dir=_cache_dir(cache_dir))
     try:
         with os.fdopen(fd, "wb") as f:
-            for chunk in response["Body"].iter_chunks(_STREAM_CHUNK_BYTES):
-                f.write(chunk)
-        with open(path, "rb") as f:
-            envelope = cloudpickle.load(f)
-    except Exception as err:  # noqa: BLE001 - a broken result must name its key
-        raise StagingError(f"could not read the result s3://{bucket}/{key}: {err}") from err
+            chunks = body.iter_chunks(_STREAM_CHUNK_BYTES)
+            while True:
+                try:
+                    chunk = next(chunks, None)
+                except Exception as err:  # noqa: BLE001 - botocore/urllib3 stream errors vary
+                    raise _BrokenDownload() from err
+                if chunk is None:
+                    break
+                mac.update(chunk)
+                try:
+                    f.write(chunk)
+                except OSError as err:  # the local disk: not worth another download
+                    raise StagingError(
+                        f"could not save the result {uri} in {cache_dir}: {err}"
+                    ) from err
+        if not mac.matches(metadata.get(contract.META_MAC)):
+            raise IntegrityError(
+                f"the result {uri} failed its integrity check and was not loaded: its bytes "
+                "do not carry this run's signature, so something other than the task wrote "
+                "or replaced it. Check who else may write to the staging bucket's prefix "
+                "(the task role of every task may).",
+                object_uri=uri,
+            )
+        try:
+            with open(path, "rb") as f:
+                envelope = cloudpickle.load(f)
+        except Exception as err:  # noqa: BLE001 - a broken result must name its key
+            raise StagingError(f"could not read the result {uri}: {err}") from err
     finally:
         os.unlink(path)
     return envelope
 
 
-def delete_task_objects(s3: Any, bucket: str, keys: TaskKeys, *, attempts: int = 1) -> None:
-    """Delete the payload and every attempt's result of a task in one request."""
-    objects = [{"Key": key} for key in (keys.payload, *keys.all_results(attempts))]
+def delete_task_objects(
+    s3: Any, bucket: Bucket, keys: TaskKeys, *, attempts: int = 1, keep: Collection[str] = ()
+) -> None:
+    """Delete the payload and every attempt's result of a task in one request, except
+    the keys in ``keep`` (a result that could not be read is left for the user)."""
+    objects = [
+        {"Key": key} for key in (keys.payload, *keys.all_results(attempts)) if key not in keep
+    ]
     response = _staging_call(
         s3.delete_objects,
-        f"delete s3://{bucket}/{keys.prefix}*",
-        Bucket=bucket,
+        f"delete {bucket.uri(keys.prefix)}*",
+        Bucket=bucket.name,
         Delete={"Objects": objects, "Quiet": True},
+        ExpectedBucketOwner=bucket.owner,
     )
     errors = response.get("Errors") or []
     if errors:
         raise StagingError(
-            f"could not delete staged objects under s3://{bucket}/{keys.prefix}: "
+            f"could not delete staged objects under {bucket.uri(keys.prefix)}: "
             + "; ".join(f"{e.get('Key')}: {e.get('Code')} {e.get('Message')}" for e in errors)
         )
 

@@ -3,13 +3,18 @@
 Kept short on purpose: this is the code users trust with their data inside the
 container. The flow is
 
-1. check that this Python minor and cloudpickle match the client's (env, see contract),
-2. download ``payload_key`` (cloudpickled ``(function, args, kwargs)``) to a temp file,
-3. call the function with the process's stdout/stderr teed into a capture buffer
+1. take the run's signing key out of the environment (the task's code never sees it)
+   and the account that must own the bucket (every S3 request names it as
+   ExpectedBucketOwner),
+2. check that this Python minor and cloudpickle match the client's (env, see contract),
+3. download ``payload_key`` (cloudpickled ``(function, args, kwargs)``) to a temp file
+   and check its MAC (signing.py); a payload that does not verify is never unpickled,
+4. call the function with the process's stdout/stderr teed into a capture buffer
    (file-descriptor level, so subprocesses' output is captured too, and still reaches
    the container's log stream live),
-4. cloudpickle an envelope (value or error, captured output, timings) to a temp file
-   and upload it to ``result_key``.
+5. cloudpickle an envelope (value or error, captured output, timings) to a temp file,
+   MACing it as it is written, and upload it to ``result_key`` with the MAC in its
+   metadata.
 
 Exit code 0 means the envelope was written, whatever the function did.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -27,10 +33,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import contract
+from . import contract, signing
 
 _PROCESS_STARTED = time.time()
 _DRAIN_TIMEOUT_S = 1.0
+# Whole-download tries when the payload's body breaks mid-stream.
+_DOWNLOAD_ATTEMPTS = 3
 
 
 def _log(message: str) -> None:
@@ -122,6 +130,26 @@ def _skew(versions: dict[str, str]) -> str | None:
     )
 
 
+class _Interrupted(BaseException):
+    """Raised in the function's frame when the container gets SIGTERM."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the function runs, SIGTERM ends it with _Interrupted (Python's default
+    would kill the process at once, losing its output and any envelope)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills as before
+        raise _Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_payload(path: str, envelope: dict[str, Any]) -> None:
     import cloudpickle
 
@@ -136,8 +164,12 @@ def _run_payload(path: str, envelope: dict[str, Any]) -> None:
         return
     envelope["timings"]["function_started"] = time.time()
     try:
-        with _captured_output(envelope):
+        with _captured_output(envelope), _sigterm_interrupts():
             value = function(*args, **kwargs)
+    except _Interrupted:
+        # ECS sends SIGTERM, then SIGKILL after the container's stopTimeout (a Spot
+        # interruption gives two minutes): enough to write what the task printed so far.
+        envelope["outcome"] = contract.OUTCOME_INTERRUPTED
     except BaseException as exc:  # noqa: BLE001 - the user's exception is the result
         envelope["outcome"] = contract.OUTCOME_RAISED
         envelope["error"] = _error("user", str(exc), exc)
@@ -152,12 +184,16 @@ def _run_payload(path: str, envelope: dict[str, Any]) -> None:
     envelope["timings"]["function_ended"] = time.time()
 
 
-def _write_envelope(envelope: dict[str, Any], path: str) -> None:
+def _write_envelope(
+    envelope: dict[str, Any], path: str, key: signing.SigningKey, result_key: str
+) -> str:
+    """Pickle the envelope to ``path``; return the MAC of the bytes written."""
     import cloudpickle
 
     try:
         with open(path, "wb") as f:
-            cloudpickle.dump(envelope, f)
+            writer = signing.MacWriter(f, key.mac(signing.PURPOSE_RESULT, result_key))
+            cloudpickle.dump(envelope, writer)
     except Exception as exc:  # noqa: BLE001 - an unpicklable return value is reported
         envelope["value"] = None
         envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
@@ -167,21 +203,123 @@ def _write_envelope(envelope: dict[str, Any], path: str) -> None:
             exc,
         )
         with open(path, "wb") as f:
-            cloudpickle.dump(envelope, f)
+            writer = signing.MacWriter(f, key.mac(signing.PURPOSE_RESULT, result_key))
+            cloudpickle.dump(envelope, writer)
+    return writer.mac.hexdigest()
 
 
-def _download(s3: Any, bucket: str, key: str, path: str) -> None:
-    """One streamed GetObject (``download_file`` would add a HeadObject per task)."""
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+def _download_payload(
+    s3: Any, bucket: str, key: str, path: str, owner: str, signing_key: signing.SigningKey
+) -> bool:
+    """The payload, downloaded again when the network breaks its body mid-stream
+    (botocore retries requests, not bodies); True when it carries this run's MAC."""
+    for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
+        try:
+            return _download_payload_once(s3, bucket, key, path, owner, signing_key)
+        except _BrokenBody as broken:
+            if attempt == _DOWNLOAD_ATTEMPTS:
+                raise broken.__cause__ from None  # type: ignore[misc]
+            _log(f"the payload download broke ({broken.__cause__}); trying again")
+            time.sleep(0.5 * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _BrokenBody(Exception):
+    """The body stopped mid-stream (its cause says how)."""
+
+
+def _download_payload_once(
+    s3: Any, bucket: str, key: str, path: str, owner: str, signing_key: signing.SigningKey
+) -> bool:
+    """One streamed GetObject (``download_file`` would add a HeadObject per task); True
+    when the bytes carry this run's MAC. An unsigned object's body is not even read."""
+    response = s3.get_object(Bucket=bucket, Key=key, ExpectedBucketOwner=owner)
+    claimed = (response.get("Metadata") or {}).get(contract.META_MAC)
+    if not claimed:
+        response["Body"].close()
+        return False
+    mac = signing_key.mac(signing.PURPOSE_PAYLOAD, key)
     with open(path, "wb") as f:
-        for chunk in body.iter_chunks(1024 * 1024):
+        chunks = response["Body"].iter_chunks(1024 * 1024)
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except Exception as exc:  # noqa: BLE001 - botocore/urllib3 stream errors vary
+                raise _BrokenBody() from exc
+            if chunk is None:
+                break
+            mac.update(chunk)
             f.write(chunk)
+    return mac.matches(claimed)
+
+
+def _take_run_secrets() -> tuple[signing.SigningKey, str] | None:
+    """The signing key (removed from the environment, so the task's code and its
+    subprocesses never see it) and the bucket's expected owner; None if not sent."""
+    key_text = os.environ.pop(contract.ENV_SIGNING_SECRET, "")
+    owner = os.environ.get(contract.ENV_BUCKET_OWNER, "")
+    try:
+        key = signing.SigningKey.from_env_value(key_text)
+    except ValueError:
+        return None
+    return (key, owner) if owner else None
+
+
+def _fetch_and_run(
+    s3: Any,
+    bucket: str,
+    payload_key: str,
+    payload_path: str,
+    owner: str,
+    signing_key: signing.SigningKey,
+    envelope: dict[str, Any],
+) -> None:
+    """Download and verify the payload, then run it; the envelope records what happened."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    uri = f"s3://{bucket}/{payload_key}"
+    try:
+        verified = _download_payload(s3, bucket, payload_key, payload_path, owner, signing_key)
+    except (ClientError, BotoCoreError) as exc:
+        envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
+        envelope["error"] = _error(
+            contract.KIND_PAYLOAD_MISSING,
+            # Without s3:ListBucket (the task role has none) S3 answers 403, not 404, for a
+            # missing key: the two cannot be told apart here.
+            f"the task payload {uri} is missing or not readable (the bucket must belong to "
+            f"account {owner}): {exc}",
+            exc,
+        )
+        return
+    if not verified:
+        envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
+        envelope["error"] = _error(
+            contract.KIND_PAYLOAD_UNVERIFIED,
+            f"the task payload {uri} does not carry this run's signature, so it was not "
+            "loaded: something other than the client that started this task wrote or "
+            "replaced it",
+        )
+        return
+    envelope["timings"]["payload_fetched"] = time.time()
+    _log(f"running task {os.environ.get(contract.ENV_TASK_LABEL, payload_key)}")
+    _run_payload(payload_path, envelope)
 
 
 def run(bucket: str, payload_key: str, result_key: str) -> int:
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
 
+    run_secrets = _take_run_secrets()
+    if run_secrets is None:
+        # Without both, nothing may be read (unverifiable) or written (unsigned, or to a
+        # bucket of any owner): the client that started this task is older than this runner.
+        _log(
+            f"the task's environment lacks {contract.ENV_SIGNING_SECRET} or "
+            f"{contract.ENV_BUCKET_OWNER}: the client that started it is older than runner "
+            f"{contract.RUNNER_VERSION}. Run it on the runner image of the client's version "
+            "(`covalent-ecs publish-image` with that client installed)."
+        )
+        return contract.EXIT_USAGE
+    signing_key, owner = run_secrets
     envelope = contract.new_envelope()
     envelope["timings"]["process_started"] = _PROCESS_STARTED
     envelope["timings"]["runner_started"] = time.time()
@@ -207,26 +345,21 @@ def run(bucket: str, payload_key: str, result_key: str) -> int:
             envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
             envelope["error"] = _error(contract.KIND_RUNTIME_SKEW, skew)
         else:
-            try:
-                _download(s3, bucket, payload_key, payload_path)
-            except (ClientError, BotoCoreError) as exc:
-                envelope["outcome"] = contract.OUTCOME_RUNNER_ERROR
-                envelope["error"] = _error(
-                    contract.KIND_PAYLOAD_MISSING,
-                    f"could not read the task payload s3://{bucket}/{payload_key}: {exc}",
-                    exc,
-                )
-            else:
-                envelope["timings"]["payload_fetched"] = time.time()
-                _log(f"running task {label}")
-                _run_payload(payload_path, envelope)
+            _fetch_and_run(s3, bucket, payload_key, payload_path, owner, signing_key, envelope)
         if envelope["error"]:
             _log(f"task {label}: {envelope['error']['type']}: {envelope['error']['message']}")
         envelope["timings"]["result_written"] = time.time()
-        _write_envelope(envelope, result_path)
+        mac_hex = _write_envelope(envelope, result_path, signing_key, result_key)
         try:
             s3.upload_file(
-                result_path, bucket, result_key, ExtraArgs={"ServerSideEncryption": "AES256"}
+                result_path,
+                bucket,
+                result_key,
+                ExtraArgs={
+                    "ServerSideEncryption": "AES256",
+                    "ExpectedBucketOwner": owner,
+                    "Metadata": contract.object_metadata(mac_hex),
+                },
             )
         except Exception as exc:  # noqa: BLE001 - nothing else can tell the client
             _log(f"could not write the result to s3://{bucket}/{result_key}: {exc}")

@@ -8,6 +8,12 @@ Fixtures:
   sandbox        (session) a SandboxProcess's SandboxClient: the local AWS API and
                  Fargate agent over HTTP, shared by tests and any Covalent server.
   fresh_sandbox  (function) the same sandbox with its API call counts reset.
+  limited_sandbox (session) another SandboxProcess, throttling like an AWS account
+                 (aws_limits=True), for the tests of AWS's rate limits.
+
+After every test that used one of these sandboxes, each task still live in it is
+stopped and waited for (``_no_task_outlives_its_test``): a task left running would
+otherwise show up in the next test's call counts and task records.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from waiting import wait_for
 
 if TYPE_CHECKING:
     from covalent_ecs_executor.sandbox import SandboxClient
@@ -69,7 +76,62 @@ def sandbox() -> Iterator[SandboxClient]:
         yield client
 
 
+@pytest.fixture(scope="session")
+def limited_sandbox() -> Iterator[SandboxClient]:
+    from covalent_ecs_executor.sandbox import SandboxProcess
+
+    with SandboxProcess(aws_limits=True) as client:
+        yield client
+
+
 @pytest.fixture
 def fresh_sandbox(sandbox: SandboxClient) -> SandboxClient:
     sandbox.reset_calls()
     return sandbox
+
+
+# StopTask's bound in the sandbox's agent: SIGTERM, SIGKILL after its stop timeout
+# (2 s), at most 2 s for the output pipe to drain, then deprovisioning (0.3 s). Six
+# times that, for a busy 2-core machine; it only matters when something is broken.
+TASK_STOP_CEILING_S = 30.0
+_SHARED_SANDBOXES = ("sandbox", "limited_sandbox")
+
+
+def live_task_arns(sandbox: SandboxClient) -> set[str]:
+    """Tasks not yet STOPPED: the agent's records, and every task ECS still wants
+    running (ListTasks also sees a task the agent has not picked up yet)."""
+    live = {r["taskArn"] for r in sandbox.tasks() if r["lastStatus"] != "STOPPED"}
+    ecs = sandbox.client("ecs", internal=True)
+    for cluster in ecs.list_clusters()["clusterArns"]:
+        listed = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
+        live.update(listed)
+    return live
+
+
+def stop_tasks(sandbox: SandboxClient, arns: set[str], reason: str) -> None:
+    """StopTask each task and wait (bounded) until the agent reports it STOPPED."""
+    ecs = sandbox.client("ecs", internal=True)
+    for arn in arns:
+        cluster = arn.split(":task/", 1)[1].rsplit("/", 1)[0]  # .../task/<cluster>/<id>
+        ecs.stop_task(cluster=cluster, task=arn, reason=reason)
+
+    def all_stopped() -> bool:
+        status = {r["taskArn"]: r["lastStatus"] for r in sandbox.tasks()}
+        return all(status.get(arn) == "STOPPED" for arn in arns)
+
+    wait_for(all_stopped, timeout_s=TASK_STOP_CEILING_S, what=f"{len(arns)} task(s) to stop")
+
+
+@pytest.fixture(autouse=True)
+def _no_task_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop and wait for every task the test left live in a shared sandbox. Tests run
+    one at a time and this runs after each one that used a sandbox, so whatever is live
+    then was started by the test that just ended."""
+    yield
+    for name in _SHARED_SANDBOXES:
+        if name not in request.fixturenames:
+            continue
+        shared: Any = request.getfixturevalue(name)
+        left = live_task_arns(shared)
+        if left:
+            stop_tasks(shared, left, reason=f"the test {request.node.name} ended")

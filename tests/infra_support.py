@@ -51,12 +51,14 @@ def deploy(sandbox: Any, tmp_path: Path, stack: str | None = None, *params: str)
 def push_runner_image(sandbox: Any, repository: str, tag: str | None = None) -> None:
     """What `covalent-ecs publish-image` leaves in ECR, as the sandbox's seed does it:
     moto's ECR has no registry, so an image is only a manifest under a tag."""
-    from covalent_ecs_executor.sandbox.seed import runner_image_manifest
+    from covalent_ecs_executor.sandbox.seed import manifest_digest, runner_image_manifest
 
+    manifest = runner_image_manifest()
     sandbox.client("ecr", internal=True).put_image(
         repositoryName=repository,
-        imageManifest=runner_image_manifest(),
+        imageManifest=manifest,
         imageTag=tag or contract.runner_image_tag(),
+        imageDigest=manifest_digest(manifest),
     )
 
 

@@ -1,6 +1,7 @@
 """Point the original plugin's boto3 (1.24) at the sandbox, and label its calls.
 
-Its botocore ignores ``AWS_ENDPOINT_URL`` (NOTES.md), and the plugin builds a new
+Its botocore ignores ``AWS_ENDPOINT_URL`` (docs/facts.md, "The original
+covalent-ecs-plugin"), and the plugin builds a new
 ``boto3.Session().client(...)`` for nearly every call, so the one place to reach them
 all is ``boto3.session.Session.client``: ``install()`` wraps it to pass the sandbox's
 ``endpoint_url``, path-style S3 addressing and a ``sandbox-caller/<label>`` User-Agent

@@ -7,8 +7,9 @@
   found with ``--find-links``. What the runner never imports is removed (covalent's UI,
   dispatcher and migrations, tests, console scripts), then every module is compiled with
   ``--invalidation-mode unchecked-hash`` and the image path as the .pyc's source path:
-  pip's own .pyc would embed its random temp dir (NOTES.md, "Building and pushing the
-  runner image"). Shipping .pyc cuts the runner's import time from ~2 s to ~0.4 s.
+  pip's own .pyc would embed its random temp dir (docs/facts.md, "Building the runner
+  image without Docker"). Shipping .pyc cuts the runner's import time from ~2 s to
+  ~0.4 s.
 * **runner**: the ``covalent_ecs_runtime`` package (sources + .pyc) under ``RUNNER_DIR``,
   and the runner user's home directory.
 

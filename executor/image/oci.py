@@ -1,7 +1,7 @@
 """OCI image pieces: reproducible layer tarballs, image config, manifest and index.
 
 Everything here is a pure function of its inputs, so the same inputs give the same
-digests (NOTES.md, "Building and pushing the runner image without Docker"):
+digests (docs/facts.md, "Building the runner image without Docker"):
 
 * tar entries are sorted, owners are 0:0 unless given, mtimes are fixed, modes are
   normalised (0755 for directories and executables, 0644 otherwise);

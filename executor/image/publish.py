@@ -14,7 +14,10 @@ Steps (each line of progress goes to ``report``):
 4. **push**: every blob is HEAD-checked first, mounted from the base's repository when
    both are on the same registry, else uploaded (base layers are fetched into the local
    cache first); manifests already there are not pushed again; the index is tagged
-   ``<tag>`` and ``<tag>-<12 hex digits of its digest>``.
+   ``<tag>-<12 hex digits of its digest>``, then ``<tag>``. A tag that already points
+   at this index is left alone (so re-publishing into a repository with immutable tags
+   works); one that points at another image is moved where the registry allows it, and
+   fails with what to do where tags are immutable.
 
 Everything that goes into the image is pinned to this client (Python minor,
 cloudpickle, covalent, boto3 versions) and every layer is reproducible, so publishing
@@ -37,7 +40,7 @@ from covalent_ecs_runtime import contract
 from ..errors import ConfigError, ECSExecutorError
 from . import layers, oci
 from .refs import ImageRef
-from .registry import RegistryClient, RegistryError, credentials_for
+from .registry import RegistryClient, RegistryError, checked_digest, credentials_for
 
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 ENV_CACHE_DIR = "COVALENT_ECS_PUBLISH_CACHE"
@@ -117,6 +120,9 @@ def parse_platforms(values: list[str]) -> list[str]:
 class Target:
     client: RegistryClient
     repository: str
+    # A pushed tag cannot be moved (ECR's IMMUTABLE): a tag pointing at another image
+    # fails the publish with what to do, before the registry refuses it.
+    immutable_tags: bool = False
 
     @property
     def registry(self) -> str:
@@ -172,10 +178,12 @@ def ecr_target(clients: Any, repository: str, report: Report) -> Target:
     from .. import aws
 
     ecr = clients.ecr
+    mutability = "MUTABLE"
     try:
-        aws.call(
+        (found,) = aws.call(
             ecr.describe_repositories, "look up the ECR repository", repositoryNames=[repository]
-        )
+        )["repositories"]
+        mutability = str(found.get("imageTagMutability") or "MUTABLE")
     except ECSExecutorError as err:
         if not aws.has_code(err, "RepositoryNotFoundException"):
             raise
@@ -191,7 +199,9 @@ def ecr_target(clients: Any, repository: str, report: Report) -> Target:
     # The token is base64("AWS:<password>"), used as is in a Basic header (valid 12 h).
     base64.b64decode(token)  # a malformed token fails here, not at the first upload
     registry = data.get("proxyEndpoint") or f"https://{clients.ecr_registry()}"
-    return Target(RegistryClient(registry, basic_token=token), repository)
+    # IMMUTABLE, or IMMUTABLE_WITH_EXCLUSION (whose exclusions we do not read).
+    immutable = mutability.startswith("IMMUTABLE")
+    return Target(RegistryClient(registry, basic_token=token), repository, immutable_tags=immutable)
 
 
 def configured_executor() -> Any:
@@ -229,6 +239,7 @@ def _read_json_blob(
 
 
 def _blob_path(cache: str, digest: str) -> str:
+    checked_digest(digest, "a blob to cache")  # never a path outside the cache
     return os.path.join(cache, "blobs", digest.replace(":", "/"))
 
 
@@ -243,11 +254,15 @@ def resolve_base(
         for descriptor in document.get("manifests") or []:
             name = _platform_of(descriptor)
             if name in platforms and name not in manifests:
-                sub_body, _, sub_digest = client.get_manifest(base.repository, descriptor["digest"])
+                wanted = checked_digest(descriptor.get("digest"), f"the base image {base}'s index")
+                sub_body, _, sub_digest = client.get_manifest(base.repository, wanted)
                 manifests[name] = (sub_digest, json.loads(sub_body))
         available = sorted({p for d in document.get("manifests") or [] if (p := _platform_of(d))})
     else:
-        config = _read_json_blob(client, base.repository, document["config"]["digest"], cache)
+        config_digest = checked_digest(
+            (document.get("config") or {}).get("digest"), f"the base image {base}'s manifest"
+        )
+        config = _read_json_blob(client, base.repository, config_digest, cache)
         name = f"{config.get('os', 'linux')}/{config.get('architecture')}"
         available = [name]
         if name in platforms:
@@ -262,7 +277,11 @@ def resolve_base(
     resolved = {}
     for name in platforms:
         manifest_digest, manifest = manifests[name]
-        config = _read_json_blob(client, base.repository, manifest["config"]["digest"], cache)
+        where = f"the base image {base}'s {name} manifest"
+        for layer in manifest.get("layers") or []:
+            checked_digest(layer.get("digest"), where)
+        config_digest = checked_digest((manifest.get("config") or {}).get("digest"), where)
+        config = _read_json_blob(client, base.repository, config_digest, cache)
         resolved[name] = (manifest_digest, manifest, config)
     return resolved
 
@@ -431,15 +450,38 @@ def _push_manifests(
         result.pushed_manifests += 1
     index = oci.canonical_json(oci.index([(image.platform, image.manifest) for image in images]))
     digest = oci.sha256_digest(index)
-    tags = [tag, f"{tag}-{digest[7:19]}"]
-    for name in tags:
-        if client.manifest_digest(repository, name) == digest:
+    pinned_tag = f"{tag}-{digest[7:19]}"
+    # The digest-suffixed tag first: it names only this index, so it never collides,
+    # and a refused version tag still leaves the image pushed and named.
+    for name in (pinned_tag, tag):
+        current = client.manifest_digest(repository, name)
+        if current == digest:
             report(f"tag {name}: already points at {digest[:19]}")
             continue
-        client.put_manifest(repository, name, index, oci.MEDIA_INDEX)
+        if current is not None and target.immutable_tags:
+            raise _tag_taken(target, name, current, digest, pinned_tag)
+        try:
+            client.put_manifest(repository, name, index, oci.MEDIA_INDEX)
+        except RegistryError as err:
+            if current is None:
+                raise
+            raise _tag_taken(target, name, current, digest, pinned_tag, refusal=str(err)) from err
         result.pushed_manifests += 1
         report(f"tag {name} -> {digest[:19]}")
-    return digest, tags
+    return digest, [tag, pinned_tag]
+
+
+def _tag_taken(
+    target: Target, tag: str, current: str, digest: str, pinned_tag: str, refusal: str = ""
+) -> RegistryError:
+    where = f"{target.registry}/{target.repository}"
+    why = f" ({refusal})" if refusal else " and the repository's tags are immutable"
+    return RegistryError(
+        f"tag {tag} in {where} already points at another image ({current[:19]}){why}; this "
+        f"build is {digest[:19]}. It was pushed as {where}@{digest} (tag {pinned_tag}): set "
+        "container_image_uri to that, or publish under another --tag. (The same client and "
+        "base image give the same digest: a changed base image or dependency made this one.)"
+    )
 
 
 def publish(

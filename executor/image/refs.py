@@ -48,6 +48,11 @@ class ImageRef:
         """Parse ``text``; raise ConfigError naming it and what is expected."""
         ref = text.strip()
         rest, has_digest, digest = ref.partition("@")
+        if "/" in digest:  # "user:password@host/repo": credentials, never to be printed
+            raise ConfigError(
+                f"image reference '***@{digest}': credentials in an image reference are not "
+                "accepted; log in with `docker login`/`skopeo login` (~/.docker/config.json)"
+            )
         first, _, remainder = rest.partition("/")
         if remainder and ("." in first or ":" in first or first == "localhost"):
             registry, path = first, remainder

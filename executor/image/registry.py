@@ -6,7 +6,7 @@ mount, a streamed blob upload, and manifest PUT. Auth follows the registry's
 or ``Bearer`` (Docker Hub, public.ecr.aws, GHCR...) with a token fetched from the realm,
 anonymously when no credentials are given.
 
-Registry quirks handled here (NOTES.md, "Building and pushing the runner image"):
+Registry quirks handled here (docs/facts.md, "ECR and registries"):
 
 * ECR drops chunks after the first in multi-chunk uploads (aws/containers-roadmap#2831),
   so a blob is one streamed PATCH with a Content-Length, then an empty PUT.
@@ -14,7 +14,22 @@ Registry quirks handled here (NOTES.md, "Building and pushing the runner image")
   state): ``digest=`` is appended to the URL by hand.
 * a mount answers 201 when done and 202 (with an upload URL) when it could not mount.
 
-Plain HTTP is only used for loopback registries (127.0.0.1, localhost, ::1).
+Where credentials may go (they are the registry's, or a 12-hour ECR token):
+
+* over HTTPS only; plain HTTP only to loopback (127.0.0.1, localhost, ::1), for the
+  registry itself, an upload ``Location`` and a token realm alike: anything else on
+  plain HTTP is refused before a byte is sent;
+* the ``Authorization`` header (Basic or Bearer) only to the registry's own host and
+  port; an upload ``Location`` on another host gets the blob without it, and only the
+  registry's own 401 challenges are answered;
+* Basic credentials to the token realm the registry names (Docker Hub's is another
+  host), over HTTPS;
+* never printed: a registry URL with ``user:password@`` is refused, and every URL in a
+  message goes through ``redacted``.
+
+Digests read from a registry (an index's or manifest's descriptors) are checked to be
+``sha256:`` + 64 hex digits (``checked_digest``) before they name a URL, a cache file
+or a blob to upload.
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ from .oci import INDEX_TYPES, MANIFEST_TYPES
 from .refs import DOCKER_HUB
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHUNK = 1024 * 1024
 _ACCEPT_MANIFESTS = ", ".join((*INDEX_TYPES, *MANIFEST_TYPES))
 
@@ -55,23 +71,51 @@ class NotFoundError(RegistryError):
     """The manifest or blob does not exist."""
 
 
+def redacted(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``: fit to print."""
+    return re.sub(r"//[^/?#]*@", "//***@", url)
+
+
+def checked_digest(value: Any, where: str) -> str:
+    """``value`` if it is ``sha256:`` + 64 hex digits; else a RegistryError naming ``where``.
+
+    A digest from a registry's answer becomes a URL path, a cache file name and a blob
+    to upload: ``sha256:../../x`` must never get that far.
+    """
+    if isinstance(value, str) and _DIGEST_RE.match(value):
+        return value
+    raise RegistryError(
+        f"{where} names a malformed digest {str(value)[:100]!r} (expected sha256: followed "
+        "by 64 lowercase hex digits); refusing to use it"
+    )
+
+
+def secure_transport(url: str) -> bool:
+    """HTTPS, or plain HTTP to a loopback host: where anything of ours may be sent."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
+
+
 def base_url(registry: str) -> str:
     """``https://host`` (or ``http://`` for loopback) for a registry host or URL."""
+    shown = redacted(registry if "://" in registry else f"//{registry}").removeprefix("//")
+    parts = urlsplit(registry if "://" in registry else f"//{registry.rstrip('/')}")
+    if parts.username is not None or "@" in parts.netloc:
+        raise RegistryError(
+            f"registry {shown!r}: credentials in the URL are not accepted (they would end up "
+            "in logs); set COVALENT_ECS_REGISTRY_USERNAME/COVALENT_ECS_REGISTRY_PASSWORD or "
+            "log in with `docker login`/`skopeo login`"
+        )
     if "://" in registry:
-        parts = urlsplit(registry)
         if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise RegistryError(f"registry {shown!r}: expected https://host[:port] or host[:port]")
+        if not secure_transport(registry):
             raise RegistryError(
-                f"registry {registry!r}: expected https://host[:port] or host[:port]"
-            )
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-            raise RegistryError(
-                f"registry {registry!r}: plain HTTP is only allowed for 127.0.0.1/localhost; "
+                f"registry {shown!r}: plain HTTP is only allowed for 127.0.0.1/localhost; "
                 "use https://"
             )
         return f"{parts.scheme}://{parts.netloc}"
-    host = registry.rstrip("/")
-    hostname = urlsplit(f"//{host}").hostname
-    return f"{'http' if hostname in _LOOPBACK else 'https'}://{host}"
+    return f"{'http' if parts.hostname in _LOOPBACK else 'https'}://{parts.netloc}"
 
 
 def credentials_for(registry_host: str) -> tuple[str, str] | None:
@@ -153,10 +197,19 @@ class RegistryClient:
     ) -> httpx.Response:
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         url = self._url(path)
+        if not secure_transport(url):
+            raise RegistryError(
+                f"{self.host} sent the client to {redacted(url)} over plain HTTP: refused "
+                "(credentials and image data go only over HTTPS, or plain HTTP to "
+                "127.0.0.1/localhost). Check the registry's configuration."
+            )
+        # Credentials only to the registry's own host: an upload Location elsewhere
+        # (object storage, a CDN) carries its own authorisation in the URL.
+        own_host = urlsplit(url).netloc == self.host
         headers = dict(kwargs.pop("headers", {}) or {})
         content = kwargs.pop("content", None)
         for attempt in range(2):
-            auth = self._auth_header(scope)
+            auth = self._auth_header(scope) if own_host else None
             if auth:
                 headers["Authorization"] = auth
             body = content() if callable(content) else content
@@ -167,10 +220,11 @@ class RegistryClient:
                 )
             except httpx.TransportError as err:
                 raise RegistryUnreachableError(
-                    f"cannot reach the registry {self.base_url} ({type(err).__name__}: {err}). "
-                    "Check the URL, the network and that the registry is running."
+                    f"cannot reach the registry {self.base_url} ({type(err).__name__}: "
+                    f"{redacted(str(err))}). Check the URL, the network and that the registry "
+                    "is running."
                 ) from err
-            if response.status_code != 401 or attempt == 1:
+            if response.status_code != 401 or attempt == 1 or not own_host:
                 break
             response.close()
             if not self._answer_challenge(response, scope):
@@ -201,13 +255,20 @@ class RegistryClient:
         realm = params.get("realm")
         if not realm:
             return False
+        if not secure_transport(realm) or urlsplit(realm).username is not None:
+            raise RegistryAuthError(
+                f"{self.host} asks for a token from {redacted(realm)}: refused, credentials "
+                "and tokens go only over HTTPS (or plain HTTP to 127.0.0.1/localhost) and "
+                "never in a URL. Check the registry's token service configuration."
+            )
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
         headers = {"Authorization": f"Basic {self._basic}"} if self._basic else {}
         try:
             answer = self._client.get(realm, params=query, headers=headers)
         except httpx.TransportError as err:
             raise RegistryUnreachableError(
-                f"cannot reach the token service {realm} of {self.base_url}: {err}"
+                f"cannot reach the token service {redacted(realm)} of {self.base_url}: "
+                f"{redacted(str(err))}"
             ) from err
         if answer.status_code != 200:
             return False
@@ -274,6 +335,7 @@ class RegistryClient:
         return response.headers.get("Docker-Content-Digest")
 
     def blob_exists(self, repository: str, digest: str) -> bool:
+        checked_digest(digest, f"a blob of {repository}")
         response = self._request(
             "HEAD", f"/v2/{repository}/blobs/{digest}", repository=repository, push=True
         )
@@ -284,6 +346,7 @@ class RegistryClient:
 
     def get_blob(self, repository: str, digest: str, dest: str) -> int:
         """Download a blob to ``dest`` (verified against its digest); returns its size."""
+        checked_digest(digest, f"a blob of {repository}")
         h = hashlib.sha256()
         size = 0
         tmp = f"{dest}.partial"
@@ -318,6 +381,7 @@ class RegistryClient:
     # -- writing --------------------------------------------------------------------
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Cross-repository mount; True if the registry mounted it (201)."""
+        checked_digest(digest, f"a blob of {from_repository}")
         response = self._request(
             "POST",
             f"/v2/{repository}/blobs/uploads/?mount={digest}&from={from_repository}",
@@ -334,6 +398,7 @@ class RegistryClient:
         self, repository: str, digest: str, path: str, *, progress: Progress | None = None
     ) -> None:
         """Upload ``path`` as one streamed PATCH then an empty PUT with the digest."""
+        checked_digest(digest, f"a blob for {repository}")
         start = self._request(
             "POST", f"/v2/{repository}/blobs/uploads/", repository=repository, push=True
         )
@@ -381,7 +446,11 @@ def _location(response: httpx.Response, base: str) -> str:
     location = response.headers.get("Location")
     if not location:
         raise RegistryError(f"{base} answered HTTP {response.status_code} without a Location")
-    return urljoin(base + "/", location) if not location.startswith("http") else location
+    if urlsplit(location).username is not None:
+        raise RegistryError(f"{base} sent an upload location with credentials in it: refused")
+    # A relative Location is relative to the URL that answered (RFC 9110), which after
+    # an upload moved to another host is not the registry's.
+    return urljoin(str(response.url), location)
 
 
 def _error_text(response: httpx.Response) -> str:

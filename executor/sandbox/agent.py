@@ -12,7 +12,9 @@ tasks through ECS's states, writing them straight onto moto's task objects:
 
 The container's argv is the definition's ``entryPoint`` + (the override's ``command``,
 else the definition's). Its environment is what the container would see: the
-definition's ``environment``, the override's on top, plus AWS endpoint/credentials/
+definition's ``environment`` and ``secrets`` (read from the sandbox's Secrets Manager /
+SSM Parameter Store, as ECS does with the execution role: task_secrets.py), the
+override's on top, plus AWS endpoint/credentials/
 region pointing at the sandbox, HOME (a per-task directory, also the cwd) and the
 host's PATH. How that becomes a process is the starters' business (starters.py): the
 first of ``AgentSettings.starters`` that accepts the task starts it, else a plain
@@ -43,12 +45,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .faults import Fault, FaultBook, task_label
-from .images import image_pull_error
+from .faults import Fault, FaultBook, forge_staged_object, task_label
+from .images import image_pull_error, image_size_bytes
 from .log_pump import AwsLogsSink, OutputPump, awslogs_stream_name
 from .moto_patches import utc_now
 from .procs import exit_code_from_returncode, group_rss_bytes
 from .starters import ContainerSpec, HostStarter, ProcessStarter, TaskProcess
+from .task_secrets import SecretUnavailable, container_secrets, secret_names
 
 # ECS's words, so a client's failure classification sees what it would see on AWS.
 STOP_CODE_EXITED = "EssentialContainerExited"
@@ -68,9 +71,10 @@ _DEPROVISION_STEPS = ("DEACTIVATING", "STOPPING", "DEPROVISIONING")
 TaskEventListener = Callable[[str, "TaskRun"], None]
 
 
-def mask_env(env: dict[str, str]) -> dict[str, str]:
-    """The environment with secret-looking values hidden (for the control API)."""
-    return {k: ("****" if _SECRET_NAME.search(k) else v) for k, v in env.items()}
+def mask_env(env: dict[str, str], hidden: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment with secret-looking values, and ``hidden`` ones, hidden (for the
+    control API)."""
+    return {k: ("****" if k in hidden or _SECRET_NAME.search(k) else v) for k, v in env.items()}
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,9 @@ class AgentSettings:
     tick_s: float = 0.025
     # Asked in order for each task; HostStarter takes what none accepts (starters.py).
     starters: tuple[ProcessStarter, ...] = ()
+    # Emulate image pulls: PENDING lasts the image's compressed size over this many MB/s
+    # (images.image_size_bytes; an image of unknown size pulls at once). None: off.
+    pull_bandwidth_mb_s: float | None = None
 
 
 @dataclass
@@ -133,7 +140,7 @@ class TaskRun:
             "lastStatus": self.task.last_status,
             "statusHistory": [{"status": s, "at": t} for s, t in self.history],
             "argv": self.argv,
-            "env": mask_env(self.env),
+            "env": mask_env(self.env, secret_names(self.definition)),
             "pid": self.pid,
             "exitCode": self.exit_code,
             "containerReason": self.container_reason,
@@ -261,6 +268,7 @@ class FargateAgent:
         run.label = task_label(_container_override(task, container.name).get("environment"))
         if self._faults is not None:
             run.fault = self._faults.take_task_fault(run.label, run.task_arn)
+        self._forge_if_hostile(run, "payload")  # staged before RunTask: replace it now
         if task.desired_status == "STOPPED":
             run.stop_requested = True
         with self._lock:
@@ -281,10 +289,11 @@ class FargateAgent:
             if run.stop_requested:
                 self._stop_before_start(run, now)
             elif now >= run.due:
-                run.task.pull_started_at = utc_now()
+                # ECS: the network interface is attached, then the image pull starts.
+                run.task.connectivity_at = run.task.pull_started_at = utc_now()
                 self._set_status(run, "PENDING")
                 run.phase = "PENDING"
-                run.due = now + self.settings.provision_delay_s / 2
+                run.due = now + self.settings.provision_delay_s / 2 + self._pull_time_s(run)
         elif run.phase == "PENDING":
             if run.stop_requested:
                 self._stop_before_start(run, now)
@@ -296,6 +305,11 @@ class FargateAgent:
             self._finish_container(run, now)
         elif run.phase == "DEPROVISIONING":
             self._deprovision(run, now)
+
+    def _pull_time_s(self, run: TaskRun) -> float:
+        bandwidth = self.settings.pull_bandwidth_mb_s
+        size = image_size_bytes(run.definition.get("image", "")) if bandwidth else None
+        return size / (bandwidth * 1e6) if size and bandwidth else 0.0
 
     # -- starting -------------------------------------------------------------------
     def _launch(self, run: TaskRun, now: float) -> None:
@@ -333,7 +347,11 @@ class FargateAgent:
         work_dir = os.path.join(self.settings.work_dir, run.task_id)
         os.makedirs(work_dir, exist_ok=True)
         run.argv = argv
-        run.env = self._environment(task, definition, override, home=work_dir)
+        try:
+            run.env = self._environment(task, definition, override, home=work_dir)
+        except SecretUnavailable as exc:
+            self._fail_to_start(run, str(exc))
+            return
         sink, error = self._log_sink(run)
         if error:
             self._fail_to_start(run, error)
@@ -398,6 +416,8 @@ class FargateAgent:
         }
         for item in definition.get("environment") or []:
             env[item["name"]] = item.get("value", "")
+        # ECS reads the definition's secrets with the execution role as the task starts.
+        env.update(container_secrets(definition))
         for item in override.get("environment") or []:
             env[item["name"]] = item.get("value", "")
         return env
@@ -459,10 +479,19 @@ class FargateAgent:
         # The container is gone once its main process exits: like Docker tearing down
         # the PID namespace, kill whatever the process left behind.
         process.send_signal(signal.SIGKILL)
+        self._forge_if_hostile(run, "result")  # written, not yet reported: the client waits
         run.exit_code = EXIT_CODE_OOM if run.oom else exit_code_from_returncode(returncode)
         run.exited_at = now
         run.phase = "EXITED"
         self._finish_container(run, now)
+
+    def _forge_if_hostile(self, run: TaskRun, target: str) -> None:
+        """The hostile_overwrite fault (faults.py) on this task's ``target`` object."""
+        fault = run.fault
+        if fault is None or fault.kind != "hostile_overwrite" or fault.target != target:
+            return
+        command = _container_override(run.task, run.container.name).get("command") or []
+        fault.applied_to.append(forge_staged_object(fault, command))
 
     def _strike(self, run: TaskRun) -> None:
         """A running task's scripted fault: the OOM killer, or Spot reclaiming it."""

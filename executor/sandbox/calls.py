@@ -15,8 +15,10 @@ says who made a call, from the User-Agent: ``"client"`` (the executor's boto3 cl
 carry ``covalent-ecs-executor/``), ``"runner"`` (the in-container runner carries
 ``covalent-ecs-runtime/``), a name given as ``sandbox-caller/<name>`` (tooling such as
 the benchmarks labels other programs this way), else ``"other"``. ``CallCounter`` is
-the thread-safe tally, per caller, the control API reports. Pure apart from reading (and restoring)
-the request body, so it can be unit-tested with plain dicts.
+the thread-safe tally, per caller, the control API reports; for S3 requests it also
+tallies the ``x-amz-expected-bucket-owner`` header each carried (or none), so tests can
+check that every client and runner request named the bucket's owner. Pure apart from
+reading (and restoring) the request body, so it can be unit-tested with plain dicts.
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _s3_bucket_and_key(environ: dict[str, Any], server_host: str) -> tuple[str, str]:
+def s3_bucket_and_key(environ: dict[str, Any], server_host: str) -> tuple[str, str]:
+    """The bucket and key an S3 request names (path-style or virtual-hosted)."""
     path = environ.get("PATH_INFO", "/")
     host = environ.get("HTTP_HOST", "")
     host = host if host.startswith("[") else host.rsplit(":", 1)[0]  # drop the port
@@ -174,7 +177,7 @@ def _s3_bucket_and_key(environ: dict[str, Any], server_host: str) -> tuple[str, 
 def _s3_operation(environ: dict[str, Any], *, server_host: str) -> str:
     method = environ.get("REQUEST_METHOD", "GET").upper()
     query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-    bucket, key = _s3_bucket_and_key(environ, server_host)
+    bucket, key = s3_bucket_and_key(environ, server_host)
     verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method)
     if not bucket:
         return "ListBuckets" if method == "GET" else "Unknown"
@@ -217,16 +220,32 @@ def _s3_operation(environ: dict[str, Any], *, server_host: str) -> str:
     }.get(method, "Unknown")
 
 
+# The header S3 checks against the bucket's owning account (WSGI name).
+EXPECTED_BUCKET_OWNER_HEADER = "HTTP_X_AMZ_EXPECTED_BUCKET_OWNER"
+NO_EXPECTED_OWNER = "none"
+
+
+def expected_bucket_owner(environ: dict[str, Any]) -> str | None:
+    return environ.get(EXPECTED_BUCKET_OWNER_HEADER) or None
+
+
 class CallCounter:
-    """Thread-safe counts of ``"<service>.<Operation>"`` names, kept per caller."""
+    """Thread-safe counts of ``"<service>.<Operation>"`` names, kept per caller, and of
+    the ExpectedBucketOwner each S3 request carried."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, Counter[str]] = {}
+        self._owners: dict[str, Counter[tuple[str, str]]] = {}
 
     def add(self, name: str, caller: str = CALLER_OTHER) -> None:
         with self._lock:
             self._counts.setdefault(caller, Counter())[name] += 1
+
+    def add_expected_owner(self, name: str, caller: str, owner: str | None) -> None:
+        """Record the ExpectedBucketOwner an S3 request ``name`` carried (None: none)."""
+        with self._lock:
+            self._owners.setdefault(caller, Counter())[(name, owner or NO_EXPECTED_OWNER)] += 1
 
     def snapshot(self) -> dict[str, int]:
         """Counts summed over every caller."""
@@ -244,6 +263,16 @@ class CallCounter:
                 for caller, counts in sorted(self._counts.items())
             }
 
+    def expected_owners(self) -> dict[str, dict[str, dict[str, int]]]:
+        """``{caller: {"s3.PutObject": {"<account>" or "none": count}}}``."""
+        with self._lock:
+            result: dict[str, dict[str, dict[str, int]]] = {}
+            for caller, counts in sorted(self._owners.items()):
+                for (name, owner), count in sorted(counts.items()):
+                    result.setdefault(caller, {}).setdefault(name, {})[owner] = count
+            return result
+
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._owners.clear()

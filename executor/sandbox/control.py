@@ -5,6 +5,9 @@
     GET  /_sandbox/calls         {"ecs.RunTask": 3, ...} API calls made by clients
     GET  /_sandbox/calls/by-caller  {"client": {...}, "runner": {...}} the same, per caller
     POST /_sandbox/calls/reset   zero the counts
+    GET  /_sandbox/calls/expected-owners  {"client": {"s3.PutObject": {"<account>": 2}}}:
+                                 the ExpectedBucketOwner each S3 request carried ("none")
+    POST /_sandbox/buckets/foreign  {"name", "account"}: a bucket another account owns
     GET  /_sandbox/tasks         the agent's record of every task (secrets masked)
     GET  /_sandbox/faults        scripted faults and how often each was used
     POST /_sandbox/faults        add faults: a JSON object or list (faults.py); 400 if bad
@@ -38,6 +41,10 @@ class SandboxState(Protocol):
     def calls_by_caller(self) -> dict[str, dict[str, int]]: ...
 
     def reset_calls(self) -> None: ...
+
+    def expected_owners(self) -> dict[str, dict[str, dict[str, int]]]: ...
+
+    def create_foreign_bucket(self, name: str, account: str) -> dict[str, str]: ...
 
     def tasks(self) -> list[dict[str, Any]]: ...
 
@@ -75,6 +82,8 @@ class ControlAPI:
             ("GET", "calls"): lambda environ: state.calls(),
             ("GET", "calls/by-caller"): lambda environ: state.calls_by_caller(),
             ("POST", "calls/reset"): self._reset(state),
+            ("GET", "calls/expected-owners"): lambda environ: state.expected_owners(),
+            ("POST", "buckets/foreign"): self._create_foreign_bucket(state),
             ("GET", "tasks"): lambda environ: state.tasks(),
             ("GET", "faults"): lambda environ: state.faults(),
             ("POST", "faults"): self._add_faults(state),
@@ -92,6 +101,19 @@ class ControlAPI:
                 raise BadRequest(str(exc)) from exc
 
         return add
+
+    @staticmethod
+    def _create_foreign_bucket(state: SandboxState) -> Handler:
+        def create(environ: dict[str, Any]) -> Any:
+            body = read_json(environ)
+            if not isinstance(body, dict) or not {"name", "account"} <= set(body):
+                raise BadRequest('expected {"name": "<bucket>", "account": "<12 digits>"}')
+            try:
+                return state.create_foreign_bucket(str(body["name"]), str(body["account"]))
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from exc
+
+        return create
 
     @staticmethod
     def _clear_faults(state: SandboxState) -> Handler:

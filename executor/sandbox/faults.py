@@ -19,6 +19,15 @@ Task faults (the local Fargate agent applies them, agent.py):
                         without writing a result (0 gives "exited cleanly, no result")
     spot_interruption   runs, then after ``after_s`` ECS reclaims it: stop code
                         SpotInterruption, SIGTERM to the container
+    hostile_overwrite   stands in for another task (any task role may write under the
+                        staging prefix) that overwrites this task's ``target`` object
+                        ("result", default, or "payload") with a forged pickle that
+                        creates the file ``marker`` when unpickled, signed with a key
+                        that is not this run's (``signed=False``: unsigned, as runners
+                        before 0.2.0 wrote results). Timed to win the race a real
+                        attacker would run: the payload is replaced before the task
+                        starts, the result after the runner wrote it and before ECS
+                        reports the container's exit (so before the client reads it).
 
 Request faults (the API server applies them, server.py):
 
@@ -32,6 +41,12 @@ Request faults (the API server applies them, server.py):
     server_error   answers the next ``times`` ``operations`` calls (default
                    ecs.DescribeTasks; any ECS operation, e.g. ecs.StopTask) with HTTP 500
                    ServerException, as during an ECS service event
+    cut_body       answers the next ``times`` ``operations`` calls (default s3.GetObject)
+                   with their headers and the first half of the body, then drops the
+                   connection: the network failing mid-download
+
+S3 request faults take ``key_suffix`` to pick objects by the end of their key
+(``result.pkl``: only results; ``payload.pkl``: only payloads).
     lost_response  performs the next ``times`` ``operation`` calls (default
                    ecs.RunTask) and then drops the connection before answering: the
                    client sees a reset connection and retries the same request
@@ -50,11 +65,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import pathlib
+import pickle
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from covalent_ecs_runtime import contract
+from covalent_ecs_runtime import contract, signing
 
 from ..staging import STAGING_ROOT
 from .calls import peek_body
@@ -66,12 +84,14 @@ TASK_FAULTS = (
     "slow_start",
     "exit_without_result",
     "spot_interruption",
+    "hostile_overwrite",
 )
 REQUEST_FAULTS = (
     "throttle",
     "s3_error",
     "server_error",
     "lost_response",
+    "cut_body",
     "slow_response",
     "capacity_unavailable",
 )
@@ -82,6 +102,7 @@ _DEFAULT_OPERATIONS = {
     "s3_error": ["s3.PutObject", "s3.GetObject"],
     "server_error": ["ecs.DescribeTasks"],
     "slow_response": ["s3.PutObject"],
+    "cut_body": ["s3.GetObject"],
 }
 _MAX_BODY_BYTES = 1024 * 1024
 
@@ -100,8 +121,12 @@ class Fault:
     delay_s: float = 2.0
     exit_code: int = 1
     reason: str = ""
+    key_suffix: str = ""  # S3 request faults: only keys ending so (e.g. "result.pkl")
     status: int = 500
     codes: list[str] = field(default_factory=lambda: ["ThrottlingException", "ClientException"])
+    target: str = "result"
+    marker: str = ""
+    signed: bool = True
     id: int = 0
     used: int = 0
     applied_to: list[str] = field(default_factory=list)
@@ -130,6 +155,11 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
         raise FaultSpecError(f"times={fault.times!r}: give 1 or more")
     if fault.status not in (403, 500, 503):
         raise FaultSpecError(f"status={fault.status!r}: s3_error answers 403, 500 or 503")
+    if kind == "hostile_overwrite":
+        if fault.target not in ("result", "payload"):
+            raise FaultSpecError(f"target={fault.target!r}: choose 'result' or 'payload'")
+        if not os.path.isabs(fault.marker or ""):
+            raise FaultSpecError(f"marker={fault.marker!r}: give an absolute path")
     if not fault.operations:
         fault.operations = list(_DEFAULT_OPERATIONS.get(kind, []))
     return fault
@@ -178,6 +208,52 @@ def _run_task_label(environ: dict[str, Any]) -> str | None:
         if label:
             return label
     return None
+
+
+class _Marker:
+    """Unpickling this creates the file ``path``: what a forged pickle could do instead."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def forged_object(fault: Fault, object_key: str) -> tuple[bytes, dict[str, str]]:
+    """The body and metadata a hostile writer puts at ``object_key``."""
+    if fault.target == "result":
+        # An envelope as a runner writes it; unsigned ones were format 1 (runner 0.1.0).
+        forged: Any = {
+            **contract.new_envelope(),
+            "format": contract.ENVELOPE_FORMAT if fault.signed else 1,
+            "outcome": contract.OUTCOME_RETURNED,
+            "value": _Marker(fault.marker),
+        }
+        role = signing.PURPOSE_RESULT
+    else:
+        forged = (_Marker(fault.marker), (), {})
+        role = signing.PURPOSE_PAYLOAD
+    body = pickle.dumps(forged)
+    if not fault.signed:
+        return body, {}
+    mac = signing.SigningKey.new().mac(role, object_key)  # the attacker's own key
+    mac.update(body)
+    return body, contract.object_metadata(mac.hexdigest())
+
+
+def forge_staged_object(fault: Fault, command: list[str]) -> str:
+    """Overwrite the ``fault.target`` object named in a runner ``command``, straight in
+    moto's S3 (the agent never uses HTTP); returns its s3:// URI."""
+    from moto.s3.models import s3_backends
+
+    bucket = command[command.index("--bucket") + 1]
+    key = command[command.index(f"--{fault.target}-key") + 1]
+    body, metadata = forged_object(fault, key)
+    partition, account = s3_backends.bucket_accounts[bucket]
+    stored = s3_backends[account][partition].put_object(bucket, key, body)
+    stored.set_metadata({f"x-amz-meta-{name}": value for name, value in metadata.items()}, replace=True)
+    return f"s3://{bucket}/{key}"
 
 
 class FaultBook:
@@ -232,8 +308,9 @@ class FaultBook:
         def matches(fault: Fault) -> bool:
             if operation not in fault.operations:
                 return False
-            if operation.startswith("s3."):
-                return _s3_path_matches(fault.label, path)
+            # DeleteObjects names its keys in the body: it matches unlabelled faults only.
+            if operation.startswith("s3.") and operation != "s3.DeleteObjects":
+                return _s3_path_matches(fault.label, path) and path.endswith(fault.key_suffix)
             return label_matches(fault.label, label) if fault.label else True
 
         return self._take(REQUEST_FAULTS, matches, operation)

@@ -88,6 +88,7 @@ def serve(
     deprovision_delay_s: float = 0.3,
     aws_limits: bool = False,
     starters: Sequence[ProcessStarter] = (),
+    pull_bandwidth_mb_s: float | None = None,
     echo: Echo = _echo,
 ) -> int:
     """Run until SIGINT/SIGTERM; 0, or 1 when ``write_conf`` cannot be written."""
@@ -100,7 +101,7 @@ def serve(
     if problem:
         print(f"error: {problem}", file=sys.stderr, flush=True)
         return 1
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Made first: a host it refuses (not loopback) raises before any handler is replaced.
     sandbox = Sandbox(
         host=host,
         port=port,
@@ -109,8 +110,10 @@ def serve(
         deprovision_delay_s=deprovision_delay_s,
         aws_limits=aws_limits,
         starters=starters,
+        pull_bandwidth_mb_s=pull_bandwidth_mb_s,
         on_task_event=lambda event, run: echo(describe_task_event(event, run)),
     )
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
             sandbox.start()

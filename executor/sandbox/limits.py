@@ -1,6 +1,7 @@
 """AWS's per-account API rate limits, enforced by the sandbox (``aws_limits=True``).
 
-ECS throttles with token buckets per account and region (docs/facts.md "AWS limits";
+ECS throttles with token buckets per account and region (docs/facts.md, "AWS limits and
+throttles";
 https://docs.aws.amazon.com/AmazonECS/latest/APIReference/request-throttling.html):
 
     RunTask, StopTask              burst 100, refill 40/s

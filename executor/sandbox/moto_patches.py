@@ -1,8 +1,8 @@
 """Run-time patches that make moto's ECS behave like Fargate for the local agent.
 
 moto (pinned to 5.2.5 in pyproject.toml) models ECS's control plane but never runs a
-task, and a few of its shortcuts break a Fargate client (see docs/facts.md,
-"moto (5.2.5) and ECS"). We patch it at run time instead of forking it; each patch
+task, and a few of its shortcuts break a Fargate client (docs/facts.md, "moto and
+the sandbox's patches"). We patch it at run time instead of forking it; each patch
 below says which quirk it works around. ``install(hooks)`` applies them once per
 process and routes new tasks and stop requests to ``hooks`` (the local agent).
 
@@ -23,7 +23,10 @@ What the patched ECS does:
   subnet (DescribeRouteTables shows it) and AWS::EC2::RouteTable can be deleted, so
   the ``covalent-ecs infra`` stack's network is visible to ``doctor`` and deletes;
   an AWS::IAM::Role's inline ``Policies`` read back as JSON, as IAM returns them;
-  deleting a stack deletes its AWS::ECS::Cluster (INACTIVE, as DeleteCluster does).
+  deleting a stack deletes its AWS::ECS::Cluster (INACTIVE, as DeleteCluster does);
+  an ``!If [cond, item, !Ref AWS::NoValue]`` list item that resolves to NoValue is
+  dropped from the list, as CloudFormation does (moto kept it as null, and IAM
+  refused the policy with a null statement).
 * A stack whose resource cannot be created fails as on AWS: CreateStack answers with
   the stack id, the resource's event is CREATE_FAILED with the reason, and the stack
   rolls back as ``OnFailure`` says (instead of a half-made stack that answers HTTP 500).
@@ -94,6 +97,7 @@ def install(hooks: TaskHooks | None) -> None:
         _patch_cloudformation_role_policies()
         _patch_cloudformation_cluster_delete()
         _patch_cloudformation_failed_create()
+        _patch_cloudformation_no_value_in_lists()
         _installed = True
 
 
@@ -488,3 +492,23 @@ def _reason(err: Exception) -> str:
     if isinstance(code, str):  # moto's service errors carry AWS's code and message
         return f"{code}: {getattr(err, 'message', None) or err}"
     return f"{type(err).__name__}: {err}"
+def _patch_cloudformation_no_value_in_lists() -> None:
+    # moto 5.2.5's clean_json drops a NoValue dict value but keeps a NoValue list item
+    # as None: a conditional policy statement (`- !If [Cond, {...}, !Ref AWS::NoValue]`)
+    # becomes a null statement and CreatePolicy answers MalformedPolicyDocument.
+    # CloudFormation removes such items. Only intrinsics (dicts) that resolve to None
+    # are dropped; a literal null in a list stays.
+    from moto.cloudformation import parsing
+
+    if getattr(parsing.clean_json, "_covalent_ecs_patched", False):
+        return
+    original = parsing.clean_json
+
+    def clean_json(resource_json: Any, resources_map: Any) -> Any:
+        if isinstance(resource_json, list):
+            cleaned = [(item, clean_json(item, resources_map)) for item in resource_json]
+            return [value for item, value in cleaned if value is not None or not isinstance(item, dict)]
+        return original(resource_json, resources_map)
+
+    clean_json._covalent_ecs_patched = True  # type: ignore[attr-defined]
+    parsing.clean_json = clean_json

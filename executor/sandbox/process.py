@@ -73,6 +73,14 @@ class SandboxClient:
     def reset_calls(self) -> None:
         self._request("POST", "calls/reset")
 
+    def expected_owners(self) -> dict[str, dict[str, dict[str, int]]]:
+        """The ExpectedBucketOwner each S3 request carried, per caller (Sandbox.expected_owners)."""
+        return self._request("GET", "calls/expected-owners")
+
+    def create_foreign_bucket(self, name: str, account: str) -> dict[str, str]:
+        """A bucket owned by another account (Sandbox.create_foreign_bucket)."""
+        return self._request("POST", "buckets/foreign", {"name": name, "account": account})
+
     def tasks(self) -> list[dict[str, Any]]:
         return self._request("GET", "tasks")
 
@@ -113,8 +121,10 @@ class SandboxProcess:
         env: dict[str, str] | None = None,
         aws_limits: bool = False,
         starters: Sequence[str] = (),
+        pull_bandwidth_mb_s: float | None = None,
     ) -> None:
         self._port = port
+        self._pull_bandwidth_mb_s = pull_bandwidth_mb_s
         self._aws_limits = aws_limits
         self._given_state_dir = state_dir
         self._delays = (provision_delay_s, deprovision_delay_s)
@@ -147,6 +157,8 @@ class SandboxProcess:
             argv += ["--deprovision-delay", str(deprovision)]
         if self._aws_limits:
             argv.append("--aws-limits")
+        if self._pull_bandwidth_mb_s:
+            argv += ["--pull-bandwidth", str(self._pull_bandwidth_mb_s)]
         for starter in self._starters:
             argv += ["--starter", starter]
         env = dict(os.environ if self._env is None else self._env)

@@ -8,6 +8,9 @@ change how chosen tasks' containers start (starters.py). Stopping it kills every
 process it started, closes the starters, stops both threads and removes its state
 directory if it made one. moto's backends are process-global, so
 only one Sandbox may run per process at a time (use ``SandboxProcess`` for more).
+
+It listens on a loopback address only: its agent runs the pickles sent to it as
+processes of this user, so whoever can reach it can run code here.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..config import is_loopback_host
 from . import moto_patches
 from .agent import AgentSettings, FargateAgent, TaskEventListener
 from .calls import CallCounter
@@ -27,8 +31,15 @@ from .clients import make_client
 from .control import ControlAPI
 from .faults import FaultBook
 from .limits import AwsLimits
-from .seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, seed
-from .server import ApiServer, FaultPolicy, SandboxMiddleware, ThrottlingPolicy
+from .seed import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, seed
+from .server import (
+    ApiServer,
+    BucketOwnerPolicy,
+    FaultPolicy,
+    SandboxMiddleware,
+    ThrottlingPolicy,
+    s3_bucket_owner,
+)
 from .starters import ProcessStarter
 
 _running_lock = threading.Lock()
@@ -52,7 +63,14 @@ class Sandbox:
         on_task_event: TaskEventListener | None = None,
         aws_limits: bool = False,
         starters: Sequence[ProcessStarter] = (),
+        pull_bandwidth_mb_s: float | None = None,
     ) -> None:
+        if not is_loopback_host(host):
+            raise SandboxError(
+                f"the sandbox only listens on a loopback address (127.0.0.1, ::1, localhost), "
+                f"not host={host!r}: it runs the pickled tasks sent to it as this user's "
+                "processes, so anyone who can reach it could run code on this machine"
+            )
         self._host = host
         self._port = port
         self._given_state_dir = state_dir
@@ -62,6 +80,8 @@ class Sandbox:
             "stop_timeout_s": stop_timeout_s,
             "enforce_memory": enforce_memory,
             "starters": tuple(starters),
+            # Emulated image pulls (agent.AgentSettings): off unless given.
+            "pull_bandwidth_mb_s": pull_bandwidth_mb_s,
         }
         self._on_task_event = on_task_event
         self._counter = CallCounter()
@@ -107,6 +127,8 @@ class Sandbox:
         middleware = SandboxMiddleware(
             control=ControlAPI(self), counter=self._counter, server_host=self._host
         )
+        # First: S3 checks the owner before anything else happens to a request.
+        middleware.request_policies.append(BucketOwnerPolicy(self._counter, self._host))
         if self.aws_limits:
             self._limits = AwsLimits()
             middleware.request_policies.append(ThrottlingPolicy(self._limits, self._counter))
@@ -184,6 +206,24 @@ class Sandbox:
 
     def reset_calls(self) -> None:
         self._counter.reset()
+
+    def expected_owners(self) -> dict[str, dict[str, dict[str, int]]]:
+        """``{caller: {"s3.PutObject": {account or "none": count}}}``: the
+        ExpectedBucketOwner each S3 request carried (calls.CallCounter)."""
+        return self._counter.expected_owners()
+
+    def create_foreign_bucket(self, name: str, account: str) -> dict[str, str]:
+        """A bucket owned by ``account`` (12 digits), not the sandbox's account: like a
+        look-alike bucket, moto lets anyone write to it, but a request carrying the
+        sandbox account as ExpectedBucketOwner gets 403 (BucketOwnerPolicy)."""
+        from moto.s3.models import s3_backends
+
+        if not (len(account) == 12 and account.isdigit()):
+            raise ValueError(f"account={account!r}: give a 12-digit AWS account id")
+        if s3_bucket_owner(name) is not None:
+            raise ValueError(f"bucket {name!r} exists already")
+        s3_backends[account]["aws"].create_bucket(name, REGION)
+        return {"bucket": name, "owner": account}
 
     def tasks(self) -> list[dict[str, Any]]:
         return self._agent.records() if self._agent is not None else []

@@ -10,7 +10,8 @@ sandbox-internal clients, so nothing is counted):
 * a VPC with one public subnet (default route to an internet gateway, as tasks with
   ``assign_public_ip`` need to reach ECR) and a security group (egress only),
 * the ECR repository ``covalent-ecs-sandbox-runner`` with an image tagged
-  ``contract.runner_image_tag()``, so the executor's default image is pullable,
+  ``contract.runner_image_tag()`` (its digest: sha256 of its manifest, as ECR's), so
+  the executor's default image is pullable and resolves to a digest,
 * a shared-credentials file with a ``[sandbox]`` profile (fake keys) in ``state_dir``,
 
 and returns the ``[executors.ecs]`` block a user would write in covalent.conf.
@@ -92,6 +93,12 @@ def write_credentials_file(state_dir: str) -> str:
     return path
 
 
+# The placeholder's layer claims the published runner image's compressed size (README,
+# "Figures": 80.0 MB on the tests' base), so an emulated pull takes as long as that
+# image's would (AgentSettings.pull_bandwidth_mb_s).
+PLACEHOLDER_IMAGE_BYTES = 80_000_000
+
+
 def runner_image_manifest() -> str:
     """A minimal OCI manifest for the placeholder runner image (nothing is pulled)."""
     tag = contract.runner_image_tag()
@@ -110,11 +117,18 @@ def runner_image_manifest() -> str:
                 {
                     "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                     "digest": layer_digest,
-                    "size": 32,
+                    "size": PLACEHOLDER_IMAGE_BYTES,
                 }
             ],
         }
     )
+
+
+def manifest_digest(manifest: str) -> str:
+    """ECR's digest of an image: sha256 of its manifest's bytes (moto would otherwise
+    hash the layer digests), so DescribeImages answers what ECR would and the executor
+    can pin the runner image by it."""
+    return "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
 
 
 def seed(client: ClientFactory, *, state_dir: str, endpoint_url: str) -> dict[str, Any]:
@@ -167,10 +181,12 @@ def seed(client: ClientFactory, *, state_dir: str, endpoint_url: str) -> dict[st
 
     ecr = client("ecr")
     ecr.create_repository(repositoryName=ECR_REPOSITORY)
+    manifest = runner_image_manifest()
     ecr.put_image(
         repositoryName=ECR_REPOSITORY,
-        imageManifest=runner_image_manifest(),
+        imageManifest=manifest,
         imageTag=contract.runner_image_tag(),
+        imageDigest=manifest_digest(manifest),
     )
 
     return {

@@ -5,15 +5,18 @@
 1. ``/_sandbox/...`` goes to the control API (control.py);
 2. every other request is named (calls.py) and counted per caller, unless it carries the
    sandbox's own User-Agent marker (seed, ``Sandbox.client(internal=True)``);
+   (S3 requests also have the ExpectedBucketOwner they carried recorded);
 3. then each of ``request_policies`` may answer instead of moto: a policy gets
    ``(operation, environ, start_response)`` and returns a WSGI response iterable
-   after calling ``start_response`` itself, or None to pass. Two exist:
+   after calling ``start_response`` itself, or None to pass. Three exist:
+   ``BucketOwnerPolicy`` (S3's ExpectedBucketOwner check, which moto ignores),
    ``ThrottlingPolicy`` (AWS's token buckets, limits.py, with ``aws_limits``) and
    ``FaultPolicy`` (scripted request faults, faults.py);
 4. everything else goes to moto's ``DomainDispatcherApplication``.
 
 ``ApiServer`` runs it on a werkzeug threaded server (one thread per request) bound
-to the given host (127.0.0.1 by default) in a background thread.
+to the given host (127.0.0.1 by default; loopback only, see ``Sandbox``) in a
+background thread.
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from .calls import CallCounter, caller_of, classify_request, is_sandbox_internal
+from .calls import (
+    CallCounter,
+    caller_of,
+    classify_request,
+    expected_bucket_owner,
+    is_sandbox_internal,
+    s3_bucket_and_key,
+)
 from .control import CONTROL_PREFIX, ControlAPI
 from .faults import FaultBook
 from .limits import AwsLimits
@@ -58,7 +68,10 @@ class SandboxMiddleware:
             return self.control(environ, start_response)
         operation = classify_request(environ, server_host=self.server_host)
         if not is_sandbox_internal(environ):
-            self.counter.add(operation, caller_of(environ))
+            caller = caller_of(environ)
+            self.counter.add(operation, caller)
+            if operation.startswith("s3."):
+                self.counter.add_expected_owner(operation, caller, expected_bucket_owner(environ))
         for policy in self.request_policies:
             answer = policy(operation, environ, start_response)
             if answer is not None:
@@ -137,6 +150,36 @@ def s3_error(start_response: Any, status: int) -> list[bytes]:
     return [body]
 
 
+def s3_bucket_owner(bucket: str) -> str | None:
+    """The account that owns ``bucket`` in moto, or None if there is no such bucket."""
+    from moto.s3.models import s3_backends
+
+    found = s3_backends.bucket_accounts.get(bucket)
+    return found[1] if found else None
+
+
+class BucketOwnerPolicy:
+    """S3's ExpectedBucketOwner: a request naming another account than the bucket's
+    owner gets 403 AccessDenied, which (like S3) does not reveal the owner. moto
+    ignores the header; without this a look-alike bucket would pass every test."""
+
+    def __init__(self, counter: CallCounter, server_host: str) -> None:
+        self.counter = counter
+        self.server_host = server_host
+
+    def __call__(self, operation: str, environ: dict[str, Any], start_response: Any) -> Any:
+        expected = expected_bucket_owner(environ)
+        if expected is None or not operation.startswith("s3."):
+            return None
+        bucket, _ = s3_bucket_and_key(environ, self.server_host)
+        owner = s3_bucket_owner(bucket) if bucket else None
+        if owner is None or owner == expected:
+            return None  # no such bucket: moto answers NoSuchBucket, as S3 does
+        self.counter.add(f"refused.{operation}", caller_of(environ))
+        _drain(environ)
+        return s3_error(start_response, 403)
+
+
 class ThrottlingPolicy:
     """Refuses calls AWS's token buckets would refuse (limits.py)."""
 
@@ -192,7 +235,29 @@ class FaultPolicy:
         if fault.kind == "slow_response":
             time.sleep(fault.delay_s)  # this request's own server thread
             return None
+        if fault.kind == "cut_body":
+            return self._cut_body(environ, start_response)
         return self._lose_response(environ, start_response)
+
+    def _cut_body(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # The real answer's status and headers (its full Content-Length), half its body,
+        # then the connection is cut: the client's read fails mid-stream.
+        answer: dict[str, Any] = {}
+
+        def keep(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
+            answer["status"], answer["headers"] = status, headers
+
+        body = b"".join(self.downstream(environ, keep))
+        start_response(answer["status"], answer["headers"])
+
+        def half_then_cut() -> Any:
+            yield body[: len(body) // 2]
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        return half_then_cut()
 
     def _lose_response(self, environ: dict[str, Any], start_response: Any) -> Any:
         # The call happens (moto runs it to the end), then the connection is cut before

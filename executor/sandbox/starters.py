@@ -9,7 +9,7 @@ signals. For each task the agent asks its starters in order; the first whose
 host) takes whatever is left.
 
 In the product: ``HostStarter`` and ``ImageRootStarter`` (image_roots.py: a real
-image's root file system, chrooted). Benchmarks add their own (benchmarks/starters.py)
+image's root file system, chrooted). Benchmarks add their own (benchmarks/bench_starters.py)
 through ``Sandbox(starters=[...])`` or ``--starter MODULE:ATTR``.
 
 The contract a starter keeps:

@@ -28,6 +28,7 @@ from .. import aws
 from ..config import ExecutorConfig, as_list
 from ..errors import ConfigError, ECSExecutorError
 from ..image.refs import default_runner_image, parse_ecr_image
+from ..secretrefs import parameter_names, secret_resource
 from ..staging import STAGING_ROOT
 from . import conffile, iampolicy
 from .doctor_rules import (
@@ -334,6 +335,56 @@ def check_runner_image(*, config: ExecutorConfig, clients: aws.Clients) -> Outco
     return judge_runner_image(uri, image, contract.runner_image_tag())
 
 
+def check_secrets(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
+    """Each ``secrets`` ARN exists (its metadata: doctor never reads a value) and the
+    execution role's policies let ECS read it when a task starts."""
+    if not config.secrets:
+        return passed("none configured")
+    problems: list[str] = []
+    unchecked: list[str] = []
+    needs: list[tuple[str, str]] = []
+    for name, value_from in config.secrets.items():
+        arn, action, region = secret_resource(value_from)
+        needs.append((action, arn))
+        if region != clients.region:
+            unchecked.append(name)
+        elif not _secret_exists(clients, arn):
+            problems.append(f"{name}: {arn} does not exist (or is scheduled for deletion)")
+    role, documents, _ = _read_role(
+        clients, config.ecs_task_execution_role_name, "ecs_task_execution_role_name"
+    )
+    missing = iampolicy.missing_actions(documents, needs)
+    if missing:
+        problems.append(f"IAM role {role} may not: {'; '.join(missing)}")
+    if problems:
+        return failed(
+            "; ".join(problems),
+            "create the secret or parameter, or correct its ARN in `secrets`; let the "
+            "execution role read exactly these ARNs (the infra stack's -p SecretArns=arn1,arn2)",
+        )
+    note = f"; {', '.join(unchecked)} in another region, existence not checked" if unchecked else ""
+    return passed(f"{', '.join(sorted(config.secrets))} exist and {role} may read them{note}")
+
+
+def _secret_exists(clients: aws.Clients, arn: str) -> bool:
+    try:
+        if ":secretsmanager:" in arn:
+            described = aws.call(
+                clients.secretsmanager.describe_secret, f"describe {arn}", SecretId=arn
+            )
+            return not described.get("DeletedDate")
+        found = aws.call(
+            clients.ssm.describe_parameters,
+            f"describe {arn}",
+            ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": parameter_names(arn)}],
+        )
+        return bool(found["Parameters"])
+    except ECSExecutorError as err:
+        if aws.has_code(err, "ResourceNotFoundException"):
+            return False
+        raise
+
+
 CHECKS: tuple[Row, ...] = (
     Row("config", check_config, needs=INPUTS, gives=("validated_config",)),
     Row("launch settings", check_launch_settings, needs=("validated_config",), gives=("config",)),
@@ -348,6 +399,7 @@ CHECKS: tuple[Row, ...] = (
     Row("route to ECR", check_route_to_ecr, needs=("config", "clients", "vpc_id")),
     Row("log group", check_log_group, needs=("config", "clients")),
     Row("runner image", check_runner_image, needs=("config", "clients")),
+    Row("secrets", check_secrets, needs=("config", "clients")),
 )
 
 

@@ -45,6 +45,32 @@ AWS_MANAGED_POLICIES: dict[str, dict[str, Any]] = {
 }
 
 
+# What the client identity calls for each `covalent-ecs` command that reads the tasks'
+# records and ECS state (action, resource; {names} filled by ``command_needs``). The
+# stack's ClientPolicy grants them (tests/unit/test_infra_template.py checks it).
+_TASK = "arn:{partition}:ecs:{region}:{account}:task/{cluster}/*"
+_RECORDS = "arn:{partition}:s3:::{bucket}/covalent-ecs/*"
+_BUCKET = "arn:{partition}:s3:::{bucket}"
+COMMAND_NEEDS: dict[str, list[tuple[str, str]]] = {
+    "report": [("s3:ListBucket", _BUCKET), ("s3:GetObject", _RECORDS), ("ecs:DescribeTasks", _TASK)],
+    "ps": [("ecs:ListTasks", "*"), ("ecs:DescribeTasks", _TASK)],
+    "stop": [("ecs:ListTasks", "*"), ("ecs:DescribeTasks", _TASK), ("ecs:StopTask", _TASK)],
+    "logs": [
+        ("s3:ListBucket", _BUCKET),
+        ("s3:GetObject", _RECORDS),
+        ("ecs:ListTasks", "*"),
+        ("ecs:DescribeTasks", _TASK),
+        ("logs:GetLogEvents", "arn:{partition}:logs:{region}:{account}:log-group:{log_group}:*"),
+    ],
+}
+
+
+def command_needs(command: str, **names: str) -> list[tuple[str, str]]:
+    """``COMMAND_NEEDS[command]`` with partition, region, account, bucket, cluster and
+    log_group filled in."""
+    return [(action, resource.format(**names)) for action, resource in COMMAND_NEEDS[command]]
+
+
 def aws_managed_policy(arn: str) -> dict[str, Any] | None:
     """The document of a known AWS managed policy ARN (``arn:aws:iam::aws:policy/...``)."""
     if ":iam::aws:policy/" not in arn:

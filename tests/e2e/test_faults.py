@@ -12,6 +12,7 @@ import time
 
 import covalent as ct
 import pytest
+from waiting import wait_for
 
 from covalent_ecs_executor import ECSExecutor
 
@@ -195,22 +196,15 @@ def test_a_network_interface_timeout_is_relaunched_and_completes(dispatch, fault
     assert [t["pid"] is not None for t in tasks] == [False, True]  # the code ran once
 
 
-def _wait_for(predicate, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-def test_cancel_stops_the_running_task_and_the_node_ends_cancelled(covalent_server, faults):
+def test_cancel_stops_the_running_task_and_the_node_ends_cancelled(result_of, faults):
     started = time.monotonic()
     dispatch_id = ct.dispatch(one_task)(30.0)
-    _wait_for(lambda: [t for t in tasks_of(faults, dispatch_id) if t["lastStatus"] == "RUNNING"])
+    wait_for(
+        lambda: [t for t in tasks_of(faults, dispatch_id) if t["lastStatus"] == "RUNNING"],
+        what="the task to run",
+    )
     ct.cancel(dispatch_id)
-    result = ct.get_result(dispatch_id, wait=True)
+    result = result_of(dispatch_id, timeout_s=FINAL_STATE_BOUND_S)
     elapsed = time.monotonic() - started
     print(f"\nfault-matrix: cancel_running {elapsed:.1f} s -> {result.status}")
     assert str(result.status) == "CANCELLED"
@@ -222,14 +216,17 @@ def test_cancel_stops_the_running_task_and_the_node_ends_cancelled(covalent_serv
     assert faults.calls()["ecs.StopTask"] >= 1
 
 
-def test_cancelling_before_launch_starts_no_task(covalent_server, faults):
+def test_cancelling_before_launch_starts_no_task(result_of, faults):
     # Hold the payload upload so the cancel lands before RunTask.
-    faults.add_fault("slow_response", delay_s=6, operations=["s3.PutObject"])
+    held = faults.add_fault("slow_response", delay_s=6, operations=["s3.PutObject"])
     started = time.monotonic()
     dispatch_id = ct.dispatch(one_task)(30.0)
-    _wait_for(lambda: faults.faults()[0]["used"] == 1)
+    wait_for(
+        lambda: next(f for f in faults.faults() if f["id"] == held["id"])["used"] == 1,
+        what="the payload upload to be held",
+    )
     ct.cancel(dispatch_id)
-    result = ct.get_result(dispatch_id, wait=True)
+    result = result_of(dispatch_id, timeout_s=FINAL_STATE_BOUND_S)
     elapsed = time.monotonic() - started
     print(f"\nfault-matrix: cancel_before_launch {elapsed:.1f} s -> {result.status}")
     assert str(result.status) == "CANCELLED"

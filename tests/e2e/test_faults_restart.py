@@ -6,6 +6,7 @@ import time
 
 import covalent as ct
 import pytest
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -23,30 +24,29 @@ def long_flow(seconds):
     return long_work(seconds)
 
 
+def _tasks_of(sandbox, dispatch_id):
+    return [t for t in sandbox.tasks() if (t.get("label") or "").startswith(f"{dispatch_id}/")]
+
+
 def _task_of(sandbox, dispatch_id):
-    found = [t for t in sandbox.tasks() if (t.get("label") or "").startswith(f"{dispatch_id}/")]
+    found = _tasks_of(sandbox, dispatch_id)
     return found[0] if found else None
-
-
-def _wait_for(predicate, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met in {timeout_s} s")
 
 
 def test_a_server_restart_stops_the_running_task_instead_of_orphaning_it(covalent_server, fresh_sandbox):
     dispatch_id = ct.dispatch(long_flow)(120.0)
-    _wait_for(lambda: (_task_of(fresh_sandbox, dispatch_id) or {}).get("lastStatus") == "RUNNING", 30)
+    wait_for(
+        lambda: (_task_of(fresh_sandbox, dispatch_id) or {}).get("lastStatus") == "RUNNING",
+        what="the task to run",
+    )
 
     stopping = time.monotonic()
     covalent_server.stop()
-    task = _wait_for(
-        lambda: (t := _task_of(fresh_sandbox, dispatch_id)) and t["lastStatus"] == "STOPPED" and t, 90
-    )  # `covalent stop` itself can take many seconds on a busy machine
+    task = wait_for(
+        lambda: (t := _task_of(fresh_sandbox, dispatch_id)) and t["lastStatus"] == "STOPPED" and t,
+        timeout_s=90,  # `covalent stop` itself can take many seconds on a busy machine
+        what="the task to be stopped",
+    )
     print(f"\nfault-matrix: server_restart task stopped {time.monotonic() - stopping:.1f} s after stop")
     assert task["stopCode"] == "UserInitiated"
     # A graceful stop cancels every running dispatch (Covalent's lifespan shutdown),
@@ -60,4 +60,4 @@ def test_a_server_restart_stops_the_running_task_instead_of_orphaning_it(covalen
     result = ct.get_result(dispatch_id, wait=False)
     print(f"fault-matrix: server_restart dispatch status after restart: {result.status}")
     assert str(result.status) in ("RUNNING", "CANCELLED")
-    assert all(t["lastStatus"] == "STOPPED" for t in fresh_sandbox.tasks())
+    assert [t["lastStatus"] for t in _tasks_of(fresh_sandbox, dispatch_id)] == ["STOPPED"]

@@ -49,9 +49,15 @@ def test_a_workflow_runs_on_the_resources_infra_deploy_created(dispatch, fresh_s
         roles = definition["taskDefinition"]
         assert roles["executionRoleArn"] == config["ecs_task_execution_role_name"]
         assert roles["taskRoleArn"] == config["ecs_task_role_name"]
+        # This version's runner, by the digest its tag pointed at when registered.
         registry = f"123456789012.dkr.ecr.{config['region']}.amazonaws.com"
-        image = f"{registry}/{config['ecr_repo_name']}:{contract.runner_image_tag()}"
+        (pushed,) = fresh_sandbox.client("ecr", internal=True).describe_images(
+            repositoryName=config["ecr_repo_name"], imageIds=[{"imageTag": contract.runner_image_tag()}]
+        )["imageDetails"]
+        image = f"{registry}/{config['ecr_repo_name']}@{pushed['imageDigest']}"
         assert roles["containerDefinitions"][0]["image"] == image
+        # The stack's client policy may run only its own families: the config names them.
+        assert definition["taskDefinition"]["family"].startswith(f"{stack['stack']}-")
     finally:
         destroyed = invoke("infra", "destroy", "--stack-name", stack["stack"], "--yes", *connection_args(fresh_sandbox))
         assert destroyed.exit_code == 0, destroyed.output

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from covalent._shared_files.exceptions import TaskRuntimeError
 from sandbox_tasks import log_messages, run_one_container, stopped_record
 from waiting import wait_for
 
 from covalent_ecs_executor import ECSExecutor
+from covalent_ecs_executor.errors import TaskStoppedError
 from covalent_ecs_executor.sandbox import Sandbox, SandboxClient, SandboxProcess
 
 pytestmark = pytest.mark.integration
@@ -29,6 +31,8 @@ pytestmark = pytest.mark.integration
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 BENCH = BENCHMARKS / "bench.py"
 STAND_IN_IMAGE = "public.ecr.aws/example/other-plugin-runner:stable"
+# A forked task runs in well under a second: a ceiling for a broken run, not a pace.
+RUN_CEILING_S = 60
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +140,7 @@ def test_a_forked_runner_task_is_its_own_process_with_the_task_environment(
     forking_sandbox.reset_calls()
     executor = ECSExecutor(**forking_sandbox.executor_config)
     meta = {"dispatch_id": "fork-1", "node_id": 0, "results_dir": "."}
-    seen = asyncio.run(executor.run(describe_process, [], {}, meta))
+    seen = asyncio.run(asyncio.wait_for(executor.run(describe_process, [], {}, meta), RUN_CEILING_S))
 
     record = next(r for r in forking_sandbox.tasks() if r["env"].get("COVALENT_ECS_TASK") == "fork-1/0")
     assert seen["pid"] == record["pid"] != os.getpid()
@@ -152,7 +156,7 @@ def test_a_forked_runner_task_is_its_own_process_with_the_task_environment(
     # The executor's own S3 traffic is told apart from the runner's.
     calls = forking_sandbox.calls_by_caller()
     assert {k: v for k, v in calls["client"].items() if k.startswith("s3.")} == {
-        "s3.PutObject": 1, "s3.GetObject": 1, "s3.DeleteObjects": 1,
+        "s3.PutObject": 2, "s3.GetObject": 1, "s3.DeleteObjects": 1,  # payload + record
     }  # fmt: skip
     assert calls["runner"] == {"s3.GetObject": 1, "s3.PutObject": 1}
 
@@ -166,7 +170,7 @@ def test_stop_task_terminates_a_forked_runner(forking_sandbox: SandboxClient) ->
     executor = ECSExecutor(**config)
     meta = {"dispatch_id": "fork-2", "node_id": 0, "results_dir": "."}
 
-    async def run_and_stop() -> BaseException | None:
+    async def run_and_stop() -> Any:
         running = asyncio.ensure_future(executor.run(sleep_long, [], {}, meta))
         record = await asyncio.to_thread(
             wait_for,
@@ -175,18 +179,20 @@ def test_stop_task_terminates_a_forked_runner(forking_sandbox: SandboxClient) ->
                  if r["env"].get("COVALENT_ECS_TASK") == "fork-2/0" and r["pid"]),
                 None,
             ),
+            what="the forked runner's process",
         )  # fmt: skip
         forking_sandbox.client("ecs").stop_task(
-            cluster=config["ecs_cluster_name"], task=record["taskArn"], reason="test"
+            cluster=config["ecs_cluster_name"], task=record["taskArn"], reason="stopped by the test"
         )
-        try:
-            await running
-        except BaseException as exc:  # noqa: BLE001 - the stopped task's error is expected
-            return exc
-        return None
+        return await asyncio.wait_for(running, RUN_CEILING_S)
 
-    error = asyncio.run(run_and_stop())
-    assert error is not None
+    # Stopped from outside (not a Covalent cancel): the node fails, naming the stop.
+    with pytest.raises(TaskRuntimeError) as raised:
+        asyncio.run(run_and_stop())
+    assert isinstance(raised.value.__cause__, TaskStoppedError)
+    assert raised.value.__cause__.stop_code == "UserInitiated"
+    assert "was stopped before it wrote a result" in str(raised.value)
+    assert "reason: stopped by the test" in str(raised.value)
     record = next(r for r in forking_sandbox.tasks() if r["env"].get("COVALENT_ECS_TASK") == "fork-2/0")
     assert record["exitCode"] == 143  # SIGTERM, as Docker reports it
     assert record["stopCode"] == "UserInitiated"

@@ -41,6 +41,7 @@ ALL_CHECKS = [
     "route to ECR",
     "log group",
     "runner image",
+    "secrets",
 ]
 
 
@@ -98,6 +99,32 @@ def test_doctor_checks_every_subnet_of_a_list(sandbox, tmp_path):
     finally:
         ec2.disassociate_route_table(AssociationId=association["AssociationId"])
         ec2.delete_subnet(SubnetId=second)
+
+
+def test_doctor_checks_secrets_exist_and_are_readable_without_reading_them(sandbox, tmp_path):
+    unique = os.urandom(4).hex()
+    secret = sandbox.client("secretsmanager", internal=True).create_secret(
+        Name=f"doctor-token-{unique}", SecretString="never-read-by-doctor"
+    )["ARN"]
+    sandbox.client("ssm", internal=True).put_parameter(
+        Name=f"/doctor/{unique}/auth", Value="never-read-either", Type="SecureString"
+    )
+    parameter = f"arn:aws:ssm:us-east-1:123456789012:parameter/doctor/{unique}/auth"
+    deployed = deploy(sandbox, tmp_path, None, f"SecretArns={secret},{parameter}")
+    push_runner_image(sandbox, deployed["config"]["ecr_repo_name"])
+    secrets = {"API_TOKEN": f"{secret}:token::", "UPSTREAM_AUTH": parameter}
+    conf = write_conf(tmp_path / "secrets.conf", {**deployed["config"], "secrets": secrets})
+    sandbox.reset_calls()
+
+    code, report, lines = doctor(conf)
+
+    assert code == 0, lines
+    (check,) = [c for c in report["checks"] if c["name"] == "secrets"]
+    assert check["detail"].startswith("API_TOKEN, UPSTREAM_AUTH exist and ")
+    calls = sandbox.calls()
+    assert calls["secretsmanager.DescribeSecret"] == 2 and calls["ssm.DescribeParameters"] == 2
+    assert not any("GetSecretValue" in name or "GetParameter" in name for name in calls)
+    assert "never-read" not in lines
 
 
 # Each case: what to break (sandbox, stack config) -> conf overrides, the check that must
@@ -250,6 +277,18 @@ def another_versions_runner(sandbox, config):
     return {"container_image_uri": f"{registry}/{config['ecr_repo_name']}:{tag}"}
 
 
+def missing_secret(sandbox, config):
+    return {"secrets": {"API_TOKEN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:no-such-AbCdEf"}}
+
+
+def secret_the_execution_role_may_not_read(sandbox, config):
+    # The secret exists, but the stack was deployed without SecretArns.
+    arn = sandbox.client("secretsmanager", internal=True).create_secret(
+        Name=f"doctor-{os.urandom(4).hex()}", SecretString="unused"
+    )["ARN"]
+    return {"secrets": {"API_TOKEN": arn}}
+
+
 CASES: list[tuple[Breaker, str, str]] = [
     (bad_memory, "config", "fix it in"),
     (no_subnet, "launch settings", "infra deploy --write-conf"),
@@ -272,6 +311,8 @@ CASES: list[tuple[Breaker, str, str]] = [
     (image_not_published, "runner image", "covalent-ecs publish-image"),
     (missing_repository, "runner image", "ecr_repo_name"),
     (another_versions_runner, "runner image", "covalent-ecs publish-image"),
+    (missing_secret, "secrets", "create the secret or parameter"),
+    (secret_the_execution_role_may_not_read, "secrets", "-p SecretArns="),
 ]
 
 

@@ -16,38 +16,51 @@ from covalent_ecs_executor import ECSExecutor
 
 pytestmark = pytest.mark.integration
 
+# Every batch here runs in seconds (the 48 MiB round trip in tens on a busy machine):
+# a ceiling, not a pace.
+RUN_CEILING_S = 120
 
-def run_tasks(executor, calls):
-    """Run ``[(fn, args, kwargs), ...]`` concurrently, each as its own node."""
-    dispatch_id = f"test-{uuid.uuid4().hex[:8]}"
+
+def run_tasks(executor, calls, *, dispatch_id=None):
+    """Run ``[(fn, args, kwargs), ...]`` concurrently, each as its own node of
+    ``dispatch_id`` (a fresh one by default)."""
+    dispatch_id = dispatch_id or f"test-{uuid.uuid4().hex[:8]}"
 
     async def main():
-        return await asyncio.gather(*[
+        return await asyncio.wait_for(asyncio.gather(*[
             executor.run(fn, list(args), dict(kwargs), {"dispatch_id": dispatch_id, "node_id": i, "results_dir": "/tmp"})
             for i, (fn, args, kwargs) in enumerate(calls)
-        ])
+        ]), RUN_CEILING_S)
 
     return asyncio.run(main())
 
 
-def staged_objects(sandbox):
+def bucket_keys(sandbox):
     s3 = sandbox.client("s3", internal=True)
     bucket = sandbox.executor_config["s3_bucket_name"]
     return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="covalent-ecs/").get("Contents", [])]
 
 
-def test_one_task_costs_one_runtask_and_three_client_s3_requests(fresh_sandbox):
+def staged_objects(sandbox):
+    """Payloads and results left behind (each run's durable record stays by design)."""
+    return [key for key in bucket_keys(sandbox) if "/records/" not in key]
+
+
+def test_one_task_costs_one_runtask_and_four_client_s3_requests(fresh_sandbox):
+    keys_before = set(bucket_keys(fresh_sandbox))
     executor = ECSExecutor(**{**fresh_sandbox.executor_config, "ecs_task_family_name": f"fam-{uuid.uuid4().hex[:6]}"})
     assert run_tasks(executor, [(pow, (2, 10), {})]) == [1024]
     calls = fresh_sandbox.calls()
     assert calls["ecs.RunTask"] == 1
     assert calls["ecs.RegisterTaskDefinition"] == 1  # a new family: registered once
     assert calls["s3.DeleteObjects"] == 1
-    # Client PutObject (payload) + runner PutObject (result); runner GetObject (payload) +
-    # client GetObject (result). No HeadObject on either side.
-    assert calls["s3.PutObject"] == 2 and calls["s3.GetObject"] == 2
+    # Client PutObjects (payload, then the run's record) + runner PutObject (result);
+    # runner GetObject (payload) + client GetObject (result). No HeadObject on either side.
+    assert calls["s3.PutObject"] == 3 and calls["s3.GetObject"] == 2
     assert "s3.HeadObject" not in calls
     assert staged_objects(fresh_sandbox) == []
+    (record,) = set(bucket_keys(fresh_sandbox)) - keys_before
+    assert "/records/0-" in record and record.endswith(".json")
 
 
 def test_a_second_run_reuses_the_registered_task_definition(fresh_sandbox):
@@ -115,9 +128,9 @@ def test_config_errors_make_no_aws_call(fresh_sandbox):
 
 def test_spot_tasks_launch_through_the_fargate_spot_capacity_provider(fresh_sandbox):
     executor = ECSExecutor(**{**fresh_sandbox.executor_config, "capacity_provider": "FARGATE_SPOT"})
-    assert run_tasks(executor, [(max, (3, 7), {})]) == [7]
-    record = fresh_sandbox.tasks()[-1]  # records are in creation order: ours is the newest
-    assert record["env"]["COVALENT_ECS_TASK"].startswith("test-")
+    dispatch_id = f"spot-{uuid.uuid4().hex[:8]}"
+    assert run_tasks(executor, [(max, (3, 7), {})], dispatch_id=dispatch_id) == [7]
+    [record] = [r for r in fresh_sandbox.tasks() if r["label"] == f"{dispatch_id}/0"]
     ecs = fresh_sandbox.client("ecs", internal=True)
     [task] = ecs.describe_tasks(cluster=executor.ecs_cluster_name, tasks=[record["taskArn"]])["tasks"]
     assert task["capacityProviderName"] == "FARGATE_SPOT"

@@ -1,4 +1,5 @@
-"""Throttling, retries and shutdown against the sandbox (no Covalent server).
+"""Throttling and retries against the sandbox (no Covalent server). Stopping a script
+that watches a task is tested in test_safety_net.py.
 
 The sandbox with ``aws_limits=True`` throttles like AWS (per-account token buckets);
 scripted faults make ECS answer "Rate exceeded" in its disguised forms.
@@ -7,25 +8,16 @@ scripted faults make ECS answer "Rate exceeded" in its disguised forms.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import botocore.exceptions
 import pytest
-from botocore.config import Config
-from waiting import wait_for
 
 from covalent_ecs_executor import LaunchError, aws, launch
 from covalent_ecs_executor.config import build_config
-from covalent_ecs_executor.sandbox import SandboxProcess
 
 
 def executor_clients(sandbox: Any, **overrides: Any) -> aws.Clients:
@@ -64,41 +56,6 @@ def run_task_request(sandbox: Any, definition_arn: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------- AWS's limits
-@pytest.fixture(scope="module")
-def limited_sandbox():
-    with SandboxProcess(aws_limits=True) as client:
-        yield client
-
-
-def test_aws_limits_refuse_calls_beyond_the_bucket_as_ecs_does(limited_sandbox):
-    assert limited_sandbox.limits()["buckets"]["RegisterTaskDefinition"]["burst"] == 20
-    no_retries = boto3.session.Session().client(
-        "ecs",
-        endpoint_url=limited_sandbox.endpoint_url,
-        region_name=limited_sandbox.executor_config["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
-    )
-    refused = []
-    for n in range(40):  # burst 20, refill 1/s: over the bucket unless this takes 15 s
-        try:
-            no_retries.register_task_definition(
-                family="limits-test",
-                containerDefinitions=[{"name": "main", "image": "busybox", "memory": 64}],
-            )
-        except botocore.exceptions.ClientError as err:
-            refused.append((n, err.response["Error"]))
-    assert len(refused) >= 5
-    assert refused[0][0] >= 19  # the burst went through first
-    assert {e["Message"] for _, e in refused} == {"Rate exceeded"}
-    # Mostly ThrottlingException, and now and then ECS's disguise.
-    assert {e["Code"] for _, e in refused} == {"ThrottlingException", "ClientException"}
-    calls = limited_sandbox.calls()
-    assert calls["throttled.ecs.RegisterTaskDefinition"] == len(refused)
-    assert calls["ecs.RegisterTaskDefinition"] == 40
-
-
 def launch_burst(sandbox: Any, pacer: launch.LaunchPacer, launches: int) -> list[dict[str, Any]]:
     definition = register_true_task(sandbox)
     sandbox.reset_calls()
@@ -113,7 +70,10 @@ def launch_burst(sandbox: Any, pacer: launch.LaunchPacer, launches: int) -> list
         )
 
     async def launch_all() -> list[dict[str, Any]]:
-        return await asyncio.gather(*(launch_one() for _ in range(launches)))
+        # The pacer lets 90 through, then 19/s: 150 launches take ~3 s. A ceiling only.
+        return await asyncio.wait_for(
+            asyncio.gather(*(launch_one() for _ in range(launches))), timeout=120
+        )
 
     started = time.monotonic()
     try:
@@ -166,87 +126,3 @@ def test_throttling_that_outlasts_the_retries_is_named(scripted):
     clients = executor_clients(scripted, max_attempts=2)
     with pytest.raises(LaunchError, match="AWS kept throttling the call .* Raise max_attempts"):
         aws.call(clients.ecs.list_clusters, "list clusters")
-
-
-def test_a_fault_the_sandbox_does_not_know_is_refused_naming_the_kinds(scripted):
-    with pytest.raises(ValueError, match="kind='meteor' is not a fault; choose one of oom, "):
-        scripted.add_fault("meteor")
-    with pytest.raises(ValueError, match=r"unknown fault field\(s\) \['after'\]"):
-        scripted.add_fault("oom", after=3)
-    assert scripted.faults() == []
-
-
-# ----------------------------------------------------------------- shutdown
-_WATCHER = textwrap.dedent(
-    """
-    import asyncio, json, sys
-    import covalent  # before the plugin (NOTES.md: circular-import trap)
-    from covalent_ecs_executor import ECSExecutor
-
-    def sleeps():
-        import time
-        time.sleep(60)
-
-    executor = ECSExecutor(**json.loads(sys.argv[1]))
-    asyncio.run(executor.run(sleeps, [], {}, {"dispatch_id": sys.argv[2], "node_id": 0}))
-    """
-)
-
-
-def test_interrupting_the_process_that_watches_a_task_stops_the_task(fresh_sandbox):
-    import json
-
-    dispatch_id = f"interrupted-{uuid.uuid4().hex[:8]}"
-    watcher = subprocess.Popen(
-        [sys.executable, "-c", _WATCHER, json.dumps(fresh_sandbox.executor_config), dispatch_id],
-        env=os.environ.copy(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        def task():
-            found = [t for t in fresh_sandbox.tasks() if t.get("label") == f"{dispatch_id}/0"]
-            return found[0] if found else None
-
-        wait_for(lambda: (task() or {}).get("lastStatus") == "RUNNING")
-        watcher.send_signal(signal.SIGINT)  # asyncio.run cancels the run coroutine
-        watcher.wait(timeout=30)
-        stopped = wait_for(lambda: (t := task()) and t["lastStatus"] == "STOPPED" and t)
-    finally:
-        if watcher.poll() is None:
-            watcher.kill()
-            watcher.wait()
-    assert stopped["stopCode"] == "UserInitiated"
-    assert stopped["stoppedReason"] == (
-        f"Covalent stopped watching the task (dispatch {dispatch_id}, node 0)"
-    )
-
-
-def test_the_sandbox_command_enforces_aws_limits_when_asked(tmp_path):
-    import json
-    import re
-    import urllib.request
-
-    out = tmp_path / "out.txt"
-    command = [sys.executable, "-c", "from covalent_ecs_executor.cli import main; main()"]
-    with open(out, "wb") as stdout:
-        process = subprocess.Popen(
-            [*command, "sandbox", "--aws-limits", "--state-dir", str(tmp_path / "state")],
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: "Ctrl-C stops it." in out.read_text(), timeout_s=120)
-        text = out.read_text()
-        assert "AWS API rate limits are on" in text
-        endpoint = re.search(r"export AWS_ENDPOINT_URL=(http://127\.0\.0\.1:\d+)", text)[1]
-        with urllib.request.urlopen(f"{endpoint}/_sandbox/limits", timeout=5) as response:
-            limits = json.loads(response.read())
-        assert limits["enabled"] is True
-        assert limits["buckets"]["FargateLaunches"] == {"burst": 100, "refill_per_s": 20, "available": 100}
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()

@@ -42,48 +42,64 @@ def test_deploy_creates_the_resources_and_prints_the_config_block(sandbox, tmp_p
     assert group["retentionInDays"] == 30
     # (moto keeps ImageScanningConfiguration in CloudFormation's casing, so DescribeRepositories
     # does not show scanOnPush: the template test checks it.)
-    sandbox.client("ecr", internal=True).describe_repositories(repositoryNames=[config["ecr_repo_name"]])
+    (repository,) = sandbox.client("ecr", internal=True).describe_repositories(
+        repositoryNames=[config["ecr_repo_name"]]
+    )["repositories"]
+    assert repository["imageTagMutability"] == "IMMUTABLE"  # a pushed tag never moves
     cluster = sandbox.client("ecs", internal=True).describe_clusters(
         clusters=[config["ecs_cluster_name"]]
     )["clusters"][0]
     assert cluster["status"] == "ACTIVE"
 
 
-def test_the_task_role_may_only_use_the_staging_prefix_and_no_braket(sandbox, tmp_path):
-    config = deploy(sandbox, tmp_path)["config"]
+def role_statements(sandbox, role_arn):
     iam = sandbox.client("iam", internal=True)
-    role = config["ecs_task_role_name"].rsplit("/", 1)[-1]
-    documents = [
-        iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    role = role_arn.rsplit("/", 1)[-1]
+    return [
+        statement
         for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+        for statement in iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]["Statement"]
+        if statement  # moto leaves `!If [..., AWS::NoValue]` as null
     ]
-    text = json.dumps(documents)
-    assert "braket" not in text
-    resources = {
-        resource
-        for document in documents
-        for statement in document["Statement"]
-        if statement
-        for resource in ([statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"])
-    }
+
+
+def test_the_task_role_may_only_get_and_put_under_the_staging_prefix(sandbox, tmp_path):
+    config = deploy(sandbox, tmp_path)["config"]
+    statements = role_statements(sandbox, config["ecs_task_role_name"])
+    assert "braket" not in json.dumps(statements)
     bucket = config["s3_bucket_name"]
-    assert resources == {f"arn:aws:s3:::{bucket}/covalent-ecs/*", f"arn:aws:s3:::{bucket}"}
+    assert [(s["Action"], s["Resource"]) for s in statements] == [
+        (["s3:GetObject", "s3:PutObject"], f"arn:aws:s3:::{bucket}/covalent-ecs/*")
+    ]
+    # The execution role reads no secret unless SecretArns names some.
+    assert "secretsmanager" not in json.dumps(role_statements(sandbox, config["ecs_task_execution_role_name"]))
+    # The config block names this stack's family prefix (the client policy's RunTask scope).
+    assert config["ecs_task_family_name"] == config["ecs_cluster_name"]
 
 
 def test_braket_is_granted_only_when_asked_for(sandbox, tmp_path):
     config = deploy(sandbox, tmp_path, None, "AllowBraket=true")["config"]
-    iam = sandbox.client("iam", internal=True)
-    role = config["ecs_task_role_name"].rsplit("/", 1)[-1]
-    (name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
-    statements = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]["Statement"]
-    assert {"Sid": "Braket", "Effect": "Allow", "Action": "braket:*", "Resource": "*"} in statements
+    statements = {s.get("Sid"): s for s in role_statements(sandbox, config["ecs_task_role_name"])}
+    assert "braket:CreateQuantumTask" in statements["BraketQuantumTasks"]["Action"]
+    assert statements["BraketResultsBucket"]["Resource"][0] == "arn:aws:s3:::amazon-braket-us-east-1-123456789012"
+
+
+def test_the_execution_role_reads_exactly_the_secrets_named(sandbox, tmp_path):
+    arns = [
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:api-token-AbCdEf",
+        "arn:aws:ssm:us-east-1:123456789012:parameter/team/db-password",
+    ]
+    config = deploy(sandbox, tmp_path, None, f"SecretArns={','.join(arns)}")["config"]
+    statements = {s.get("Sid"): s for s in role_statements(sandbox, config["ecs_task_execution_role_name"])}
+    assert statements["ReadTaskSecrets"]["Action"] == ["secretsmanager:GetSecretValue", "ssm:GetParameters"]
+    assert statements["ReadTaskSecrets"]["Resource"] == arns
 
 
 def test_write_conf_keeps_other_sections_and_keys(sandbox, tmp_path):
     conf = tmp_path / "covalent.conf"
     conf.write_text(
         '[sdk]\nlog_level = "debug"\n\n[executors.ecs]\nvcpu = 1.0\nmemory = 2.0\n'
-        'endpoint_url = "http://stale.example:1"\n'
+        'endpoint_url = "http://127.0.0.1:1"\n'
     )
     name = unique_stack_name()
     result = invoke(

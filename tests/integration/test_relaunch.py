@@ -16,6 +16,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from covalent._shared_files.exceptions import TaskRuntimeError
 
 from covalent_ecs_executor import ECSExecutor, ecs
 from covalent_ecs_executor.errors import CapacityError, ImagePullError, LaunchError
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.integration
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 ENI_TIMEOUT = "Timeout waiting for network interface provisioning to complete."
+# A run here takes seconds (relaunch backoff shrunk below): a ceiling, not a pace.
+RUN_CEILING_S = 120
 PULL_503 = (
     "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to "
     "do request: unexpected status from HEAD request: 503 Service Unavailable"
@@ -50,7 +53,7 @@ class Node:
         buffer = io.StringIO()
         try:
             with contextlib.redirect_stdout(buffer):
-                return asyncio.run(self.executor.run(fn, [], {}, meta))
+                return asyncio.run(asyncio.wait_for(self.executor.run(fn, [], {}, meta), RUN_CEILING_S))
         finally:
             self.stderr = buffer.getvalue()
 
@@ -90,7 +93,7 @@ def test_capacity_unavailable_twice_completes_on_the_third_launch(fresh_sandbox)
 def test_capacity_unavailable_on_every_attempt_fails_listing_each(fresh_sandbox):
     node = Node(fresh_sandbox, launch_attempts=2)
     fresh_sandbox.add_fault("capacity_unavailable", label=node.dispatch_id, times=2)
-    with pytest.raises(Exception) as failed:
+    with pytest.raises(TaskRuntimeError) as failed:
         node.run(answer)
     assert isinstance(failed.value.__cause__, LaunchError)
     message = str(failed.value)
@@ -107,7 +110,7 @@ def test_a_transient_pull_error_is_relaunched_but_a_missing_image_is_not(fresh_s
 
     missing = Node(fresh_sandbox)
     fresh_sandbox.add_fault("pull_failure", label=missing.dispatch_id)  # "not found"
-    with pytest.raises(Exception) as failed:
+    with pytest.raises(TaskRuntimeError) as failed:
         missing.run(answer)
     assert isinstance(failed.value.__cause__, ImagePullError)
     assert len(missing.tasks()) == 1
@@ -142,7 +145,7 @@ def test_a_spot_interruption_reruns_the_task_only_when_asked(fresh_sandbox, reru
         assert node.run(sleeps_then_answers) == 42
         assert len(node.tasks()) == 2 and node.ran_code() == 2  # the code ran twice, as asked
     else:
-        with pytest.raises(Exception) as failed:
+        with pytest.raises(TaskRuntimeError) as failed:
             node.run(sleeps_then_answers)
         assert isinstance(failed.value.__cause__, CapacityError)
         assert len(node.tasks()) == 1

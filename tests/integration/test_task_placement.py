@@ -9,6 +9,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from covalent._shared_files.exceptions import TaskRuntimeError
 
 from covalent_ecs_executor import ECSExecutor
 
@@ -18,7 +19,8 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 def _run(executor: ECSExecutor, fn: Any, dispatch_id: str) -> Any:
     meta = {"dispatch_id": dispatch_id, "node_id": 0, "results_dir": "/tmp"}
-    return asyncio.run(executor.run(fn, [], {}, meta))
+    # Seconds per run: a ceiling for a broken one, not a pace.
+    return asyncio.run(asyncio.wait_for(executor.run(fn, [], {}, meta), 120))
 
 
 def _described(sandbox: Any, dispatch_id: str) -> dict[str, Any]:
@@ -63,7 +65,7 @@ def fills_its_disk() -> None:
 def test_a_task_that_fills_its_disk_is_told_to_raise_ephemeral_storage(sandbox):
     dispatch_id = f"disk-full-{uuid.uuid4().hex[:8]}"
     executor = ECSExecutor(**sandbox.executor_config)
-    with pytest.raises(Exception) as failed:
+    with pytest.raises(TaskRuntimeError) as failed:
         _run(executor, fills_its_disk, dispatch_id)
     message = str(failed.value)
     assert "No space left on device" in message

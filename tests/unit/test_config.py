@@ -16,6 +16,7 @@ from covalent_ecs_executor.config import build_config, plugin_defaults
 from covalent_ecs_executor.ecs import _EXECUTOR_PLUGIN_DEFAULTS
 
 GOOD = {"ecs_task_subnet_id": "subnet-0123abcd", "ecs_task_security_group_id": "sg-0123abcd"}
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:api-token-AbCdEf"
 
 
 def test_plugin_defaults_are_the_model_defaults():
@@ -93,7 +94,7 @@ BAD_INPUTS = [
     ({"credentials": "/no/such/credentials"}, "no such file"),
     ({"environment": {"1BAD": "x"}}, "'1BAD' is not a valid environment variable name"),
     ({"environment": {"AWS_SECRET_ACCESS_KEY": "x"}}, "reserved"),
-    ({"environment": "A=1"}, "environment='A=1'"),
+    ({"environment": "A=1"}, "environment=*** (value not shown): Input should be a valid dictionary"),
     ({"time_limit": 0}, "give a number of seconds > 0, or -1 for no limit"),
     ({"retry_mode": "aggressive"}, "retry_mode='aggressive'"),
     ({"max_attempts": 0}, "max_attempts=0"),
@@ -117,7 +118,7 @@ BAD_INPUTS = [
     ({"start_timeout": True}, "start_timeout=True: expected a number, not a boolean"),
     ({"max_attempts": 51}, "max_attempts=51"),
     ({"poll_freq": "fast"}, "poll_freq='fast'"),
-    ({"environment": {"A": 1}}, "environment.A=1: Input should be a valid string"),
+    ({"environment": {"A": 1}}, "environment.A=*** (value not shown): Input should be a valid string"),
     ({"ecs_task_log_group_name": "bad group!"}, "ecs_task_log_group_name='bad group!'"),
     ({"ecs_task_execution_role_name": ""}, "expected an IAM role name or a role ARN"),
     ({"memory": -1}, "memory=-1 GB is not offered with vcpu=0.25"),
@@ -152,6 +153,18 @@ BAD_INPUTS = [
     # RunTask's overrides (the environment travels in them) hold at most 8192 characters.
     ({"environment": {f"V{i}": "x" * 100 for i in range(80)}}, "environment: with these 80 variables a task's RunTask overrides would be up to"),
     ({"environment": {"BIG": "x" * 8000}}, "ECS accepts at most 8192"),
+    ({"secrets": {"1BAD": SECRET_ARN}}, "'1BAD' is not a valid environment variable name"),
+    ({"secrets": {"AWS_SESSION_TOKEN": SECRET_ARN}}, "reserved"),
+    ({"secrets": {"TOKEN": "hunter2"}}, "'TOKEN': 'hunter2' is not a Secrets Manager secret ARN"),
+    ({"secrets": {"TOKEN": "arn:aws:s3:::bucket/key"}}, "or an SSM parameter ARN (arn:aws:ssm:"),
+    ({"secrets": {"TOKEN": "arn:aws:secretsmanager:us-east-1:12345:secret:x"}}, "is not a Secrets Manager"),
+    ({"secrets": {"TOKEN": "arn:aws:ssm:us-east-1:123456789012:parameter"}}, "is not a Secrets Manager"),
+    ({"secrets": {"TOKEN": 5}}, "secrets.TOKEN=5: Input should be a valid string"),
+    ({"secrets": ["TOKEN"]}, "secrets=['TOKEN']: Input should be a valid dictionary"),
+    (
+        {"secrets": {"TOKEN": SECRET_ARN}, "environment": {"TOKEN": "x"}},
+        "TOKEN set in both environment and secrets; keep each name in one",
+    ),
 ]
 
 
@@ -207,3 +220,58 @@ def test_repr_shows_the_task_size_and_where_it_runs_never_credentials(tmp_path):
         "ECSExecutor(vcpu=1.0, memory=2.0, ecs_cluster_name='work', region='eu-west-1', "
         "capacity_provider='FARGATE_SPOT')"
     )
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        SECRET_ARN,
+        SECRET_ARN + ":password::",  # a JSON key of the secret (ECS's valueFrom form)
+        SECRET_ARN + "::AWSPREVIOUS:",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/team/db-password",
+        "arn:aws:ssm:us-east-1:123456789012:parameter/plain_name",
+        "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:x-AbCdEf",
+    ],
+)
+def test_secret_and_parameter_arns_are_accepted(arn):
+    assert build_config({"secrets": {"TOKEN": arn}}, {}).secrets == {"TOKEN": arn}
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"container_image_uri": "robot:hunter2@registry.example.com/runner:1"},
+        {"container_image_uri": "registry.example.com/Runner:1", "endpoint_url": "http://robot:hunter2@bad host"},
+    ],
+)
+def test_credentials_in_a_url_or_image_reference_are_never_echoed(given):
+    with pytest.raises(ConfigError) as caught:
+        ECSExecutor(**given)
+    assert "hunter2" not in str(caught.value) and "***@" in str(caught.value)
+
+
+def test_an_environment_value_is_never_echoed_in_an_error():
+    with pytest.raises(ConfigError) as caught:
+        ECSExecutor(environment={"bad name": "s3cr3t-value", "API_TOKEN": "other-s3cr3t"})
+    assert "'bad name' is not a valid environment variable name" in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_secret_looking_environment_names_are_warned_about_once_without_their_values(caplog):
+    import logging
+
+    environment = {"MY_API_TOKEN": "t0k3n-value", "DB_PASSWORD": "pw-value", "MODE": "fast"}
+    with caplog.at_level(logging.WARNING, logger="covalent_ecs_executor.config"):
+        build_config({"environment": environment}, {})
+        build_config({"environment": environment}, {})  # the same config again: no repeat
+        ECSExecutor(environment=environment, **GOOD)
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "DB_PASSWORD, MY_API_TOKEN look like a credential" in message
+    assert "name it in `secrets` instead" in message
+    assert "t0k3n" not in message and "pw-value" not in message and "MODE" not in message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="covalent_ecs_executor.config"):
+        build_config({"environment": {"MODE": "fast"}}, {})
+        build_config({"secrets": {"MY_API_TOKEN": SECRET_ARN}}, {})
+    assert caplog.records == []

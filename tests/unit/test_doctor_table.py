@@ -120,7 +120,7 @@ def test_judge_config_says_what_the_file_holds(exists, section, status, words, f
 
 
 def test_overrides_are_named_and_validated_with_the_file():
-    outcome = judge_config("/c.conf", True, {"region": "us-east-1"}, {"endpoint_url": "http://x:1"})
+    outcome = judge_config("/c.conf", True, {"region": "us-east-1"}, {"endpoint_url": "http://127.0.0.1:1"})
     assert outcome.status == "ok" and "with --endpoint-url" in outcome.detail
     bad = judge_config("/c.conf", True, {"region": "us-east-1"}, {"region": "mars"})
     assert bad.status == "fail" and "argument region='mars'" in bad.detail

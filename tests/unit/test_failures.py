@@ -49,6 +49,17 @@ def test_resource_initialization_error_points_at_setup():
     assert "ecs_task_log_group_name" in str(error)
 
 
+def test_an_unreadable_secret_points_at_secrets_and_the_execution_role():
+    reason = (
+        "ResourceInitializationError: unable to pull secrets or registry auth: execution resource "
+        "retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s)"
+    )
+    error = classify_stopped_task(stopped("TaskFailedToStart", reason))
+    assert isinstance(error, errors.NetworkSetupError)
+    assert "could not read a secret named in `secrets`" in str(error)
+    assert "SecretArns" in str(error) and "ecs_task_log_group_name" not in str(error)
+
+
 def test_spot_interruption_is_a_capacity_error():
     error = classify_stopped_task(stopped("SpotInterruption", "Your Spot Task was interrupted.", 143))
     assert isinstance(error, errors.CapacityError)
@@ -89,22 +100,24 @@ def test_a_returned_value_is_no_error():
     assert envelope_error(envelope) is None
 
 
-@pytest.mark.parametrize("found", [None, 0, 2, "1"])
-def test_an_envelope_of_another_format_is_refused_naming_publish_image(found):
-    envelope = {**contract.new_envelope(), "format": found}
+@pytest.mark.parametrize("found", ["1", "3", "two"])
+def test_a_result_of_another_format_is_refused_naming_publish_image(found):
     with pytest.raises(RuntimeSkewError) as err:
-        failures.check_envelope_format(envelope, "s3://b/k/result.pkl")
-    assert "s3://b/k/result.pkl" in str(err.value)
+        failures.check_envelope_format(found, "s3://b/k/result.pkl")
+    assert "s3://b/k/result.pkl" in str(err.value) and "not loaded" in str(err.value)
     assert "covalent-ecs publish-image" in str(err.value)
 
 
-def test_an_envelope_that_is_not_a_dict_is_refused():
-    with pytest.raises(RuntimeSkewError):
-        failures.check_envelope_format(["not", "an", "envelope"], "s3://b/k")
+@pytest.mark.parametrize("found", [None, ""])
+def test_an_unsigned_result_is_refused_as_an_integrity_error_naming_publish_image(found):
+    with pytest.raises(errors.IntegrityError) as err:
+        failures.check_envelope_format(found, "s3://b/k/result.pkl")
+    assert err.value.object_uri == "s3://b/k/result.pkl"
+    assert "not loaded" in str(err.value) and "covalent-ecs publish-image" in str(err.value)
 
 
 def test_this_runners_envelope_format_is_accepted():
-    failures.check_envelope_format(contract.new_envelope(), "s3://b/k")
+    failures.check_envelope_format(str(contract.ENVELOPE_FORMAT), "s3://b/k")
 
 
 def _stopped_error(stop_code, reason, exit_code=None):
@@ -153,3 +166,20 @@ def test_a_task_that_filled_its_disk_is_told_to_raise_ephemeral_storage():
         log_tail="tar: write error: No space left on device",
     )
     assert "ran out of disk space" in str(stopped_task) and "ephemeral_storage" in str(stopped_task)
+
+
+def test_a_payload_the_runner_could_not_verify_is_an_integrity_error_naming_it():
+    envelope = contract.new_envelope()
+    envelope.update(outcome=contract.OUTCOME_RUNNER_ERROR, error={
+        "kind": contract.KIND_PAYLOAD_UNVERIFIED, "type": contract.KIND_PAYLOAD_UNVERIFIED,
+        "message": "the task payload s3://b/p.pkl does not carry this run's signature, so it was not loaded",
+        "traceback": ""})  # fmt: skip
+    error = envelope_error(envelope, payload_uri="s3://b/p.pkl")
+    assert isinstance(error, errors.IntegrityError) and error.object_uri == "s3://b/p.pkl"
+    assert "s3://b/p.pkl" in str(error) and "did not run" in str(error)
+
+
+def test_a_runner_that_refused_its_invocation_points_at_publish_image():
+    error = classify_stopped_task(stopped("EssentialContainerExited", "Essential container in task exited",
+                                          contract.EXIT_USAGE))
+    assert "refused to start" in str(error) and "covalent-ecs publish-image" in str(error)

@@ -1,25 +1,23 @@
-"""The README's set-up sections match the code: template parameters, doctor's checks,
-the troubleshooting keys (error class names) and every `covalent-ecs` command shown."""
+"""The set-up documentation matches the code: template parameters and doctor's checks
+(docs/aws-setup.md), the troubleshooting keys (error class names, docs/troubleshooting.md)
+and every `covalent-ecs` command shown in the README or docs/."""
 
 from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 import typer
+from docs_text import DOCS, documents, section, user_facing_errors
 
-from covalent_ecs_executor import errors
 from covalent_ecs_executor.cli import app
 from covalent_ecs_executor.setup import infra
 from covalent_ecs_executor.setup.doctor import CHECKS
 
-README = (Path(__file__).parents[2] / "README.md").read_text()
-
-
-def section(title: str) -> str:
-    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+AWS_SETUP = DOCS / "aws-setup.md"
+STACK = "The stack: `covalent-ecs infra deploy`"
+DOCTOR = "Checking the set-up: `covalent-ecs doctor`"
 
 
 def first_cells(text: str) -> list[str]:
@@ -27,21 +25,21 @@ def first_cells(text: str) -> list[str]:
 
 
 def test_every_template_parameter_is_documented_with_its_default():
-    cells = first_cells(section("Setting up AWS"))
+    cells = first_cells(section(AWS_SETUP, STACK))
     documented = {name.strip("` ") for cell in cells for name in cell.split(",")}
     assert set(infra.template()["Parameters"]) <= documented
     for name, spec in infra.template()["Parameters"].items():
         default = str(spec.get("Default", ""))
         if default:
             row = next(
-                r for r in section("Setting up AWS").splitlines()
+                r for r in section(AWS_SETUP, STACK).splitlines()
                 if r.strip().startswith("| ") and f"`{name}`" in r.split("|")[1]
             )
             assert f"`{default}`" in row, (name, row)
 
 
 def test_the_doctor_table_lists_every_check():
-    documented = set(first_cells(section("Setting up AWS").split("It checks:", 1)[1]))
+    documented = set(first_cells(section(AWS_SETUP, DOCTOR).split("It checks:", 1)[1]))
     names = {row.name for row in CHECKS}
     documented = {n for cell in documented for n in cell.split(", ")}
     assert {"subnet", "security group"} <= documented
@@ -49,18 +47,14 @@ def test_the_doctor_table_lists_every_check():
 
 
 def test_troubleshooting_is_keyed_by_every_error_a_user_sees():
-    keys = set(re.findall(r"^\| `\[(\w+)\]", section("Troubleshooting"), flags=re.M))
-    raised = {
-        name
-        for name, value in vars(errors).items()
-        if isinstance(value, type) and issubclass(value, errors.ECSExecutorError)
-        and value is not errors.ECSExecutorError
-    }
-    assert keys == raised
+    by_class = section(DOCS / "troubleshooting.md", "By error class")
+    keys = set(re.findall(r"^\| `\[(\w+)\]", by_class, flags=re.M))
+    assert keys == user_facing_errors()
 
 
 def shown_commands() -> list[list[str]]:
-    blocks = re.findall(r"```sh\n(.*?)```", README, flags=re.S)
+    text = "\n".join(path.read_text() for path in documents())
+    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
     text = "\n".join(blocks).replace("\\\n", " ")
     commands = []
     for line in text.splitlines():

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 from botocore.exceptions import ClientError
+from waiting import wait_for_async
 
 from covalent_ecs_executor import events, poller
 from covalent_ecs_executor.poller import DESCRIBE_TASKS_MAX_ARNS, STOPPED, TaskPoller
@@ -43,14 +44,21 @@ async def in_thread(fn, /, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
+# The name poller.py gives its loop's asyncio task.
+POLLER_TASK_NAME = "covalent-ecs-poller"
+
+
+def poller_loop_ended() -> bool:
+    return not any(task.get_name() == POLLER_TASK_NAME for task in asyncio.all_tasks())
+
+
 async def test_250_tasks_cost_3_describe_calls_a_cycle():
     ecs = StandInECS()
     arns = [f"arn:task/{i}" for i in range(250)]
     ecs.states = {arn: "running" for arn in arns}
     poller = TaskPoller(ecs, in_thread)
     watches = [asyncio.ensure_future(poller.watch("c", arn, interval_s=0.01)) for arn in arns]
-    while len(ecs.calls) < 6:
-        await asyncio.sleep(0.005)
+    await wait_for_async(lambda: len(ecs.calls) >= 6, what="two polling cycles")
     assert [len(c) for c in ecs.calls[:3]] == [DESCRIBE_TASKS_MAX_ARNS, DESCRIBE_TASKS_MAX_ARNS, 50]
     for arn in arns:
         ecs.states[arn] = "exited"
@@ -64,8 +72,9 @@ async def test_container_exit_is_enough_unless_stopped_is_asked_for():
     poller = TaskPoller(ecs, in_thread)
     assert (await poller.watch("c", "a", interval_s=0.01))["lastStatus"] == "RUNNING"
     waiting = asyncio.ensure_future(poller.watch("c", "a", until=STOPPED, interval_s=0.01))
-    await asyncio.sleep(0.05)
-    assert not waiting.done()
+    seen = len(ecs.calls)
+    await wait_for_async(lambda: len(ecs.calls) >= seen + 3, what="three more cycles")
+    assert not waiting.done()  # it has seen the exited container three times
     ecs.states["a"] = "stopped"
     assert (await waiting)["lastStatus"] == "STOPPED"
 
@@ -76,7 +85,7 @@ async def test_an_idle_poller_makes_no_calls():
     poller = TaskPoller(ecs, in_thread)
     await poller.watch("c", "a", interval_s=0.01)
     calls = len(ecs.calls)
-    await asyncio.sleep(0.1)
+    await wait_for_async(poller_loop_ended, what="the polling loop to end")
     assert len(ecs.calls) == calls and poller.watched == 0
 
 
@@ -86,8 +95,7 @@ async def test_throttling_slows_the_loop_but_fails_no_task():
     ecs.throttle_next = 12  # more than MAX_FAILED_CYCLES: throttling must never fail a watch
     poller = TaskPoller(ecs, in_thread)
     watch = asyncio.ensure_future(poller.watch("c", "a", interval_s=0.001))
-    while ecs.throttle_next:
-        await asyncio.sleep(0.01)
+    await wait_for_async(lambda: ecs.throttle_next == 0, what="every throttled cycle")
     ecs.states["a"] = "exited"
     assert (await asyncio.wait_for(watch, 60))["taskArn"] == "a"
 
@@ -131,11 +139,10 @@ async def test_each_cycle_is_a_poll_cycle_event_with_its_watched_tasks_and_calls
     try:
         watcher = TaskPoller(ecs, in_thread)
         watches = [asyncio.ensure_future(watcher.watch("c", arn, interval_s=0.01)) for arn in arns]
-        while len(cycles) < 2:
-            await asyncio.sleep(0.005)
+        await wait_for_async(lambda: len(cycles) >= 2, what="two poll-cycle events")
         for arn in arns:
             ecs.states[arn] = "exited"
-        await asyncio.gather(*watches)
+        await asyncio.wait_for(asyncio.gather(*watches), 60)  # a ceiling, not a pace
     finally:
         events.unsubscribe(on_event)
     assert len(ecs.calls) == 3 * len(cycles)  # every call belongs to a reported cycle

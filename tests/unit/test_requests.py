@@ -13,10 +13,11 @@ from covalent_ecs_executor.launch import (
     overrides_chars,
     worst_case_overrides_chars,
 )
-from covalent_ecs_executor.staging import task_keys
+from covalent_ecs_executor.staging import Bucket, task_keys
 from covalent_ecs_executor.taskdefs import build_task_definition, log_stream_name
-from covalent_ecs_runtime import contract
+from covalent_ecs_runtime import contract, signing
 
+KEY = signing.SigningKey(bytes(range(32)))
 BASE = {"ecs_task_subnet_id": "subnet-0123abcd", "ecs_task_security_group_id": "sg-0123abcd"}
 ROLES = {
     "execution_role_arn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
@@ -33,11 +34,12 @@ def request(**config):
     return build_run_task_request(
         ExecutorConfig(**{**BASE, **config}),
         task_definition_arn="arn:aws:ecs:us-east-1:123456789012:task-definition/f:1",
-        bucket="bucket",
+        bucket=Bucket(name="bucket", owner="123456789012"),
         keys=task_keys("dispatch-1", 3, "tok"),
         dispatch_id="dispatch-1",
         node_id=3,
         attempt="tok",
+        signing_key=KEY,
     )
 
 
@@ -111,11 +113,12 @@ def test_overrides_over_8192_characters_are_refused_before_any_call():
         build_run_task_request(
             config,
             task_definition_arn="arn:aws:ecs:us-east-1:123456789012:task-definition/f:1",
-            bucket=config.s3_bucket_name,
+            bucket=Bucket(name=config.s3_bucket_name, owner="123456789012"),
             keys=task_keys(long_id, 3, "tok"),
             dispatch_id=long_id,
             node_id=3,
             attempt="tok",
+            signing_key=KEY,
         )
     assert len(json.dumps(request()["overrides"])) < MAX_OVERRIDES_CHARS
 
@@ -134,11 +137,12 @@ def test_the_config_time_bound_is_the_size_of_the_last_attempt_with_the_longest_
             build_run_task_request(
                 config,
                 task_definition_arn="arn:aws:ecs:us-east-1:123456789012:task-definition/f:1",
-                bucket=config.s3_bucket_name,
+                bucket=Bucket(name=config.s3_bucket_name, owner="123456789012"),
                 keys=task_keys(dispatch_id, node_id).for_attempt(attempt),
                 dispatch_id=dispatch_id,
                 node_id=node_id,
                 attempt=str(attempt),
+                signing_key=KEY,
             )["overrides"]
         )
         for attempt in range(1, launch_attempts + 1)
@@ -162,10 +166,36 @@ def test_a_subnet_list_and_extra_disk_reach_the_runtask_request():
         ephemeral_storage=50,
     )
     request = build_run_task_request(
-        config, task_definition_arn="arn:td", bucket="b", keys=task_keys("d", 0, "t"),
-        dispatch_id="d", node_id=0, attempt="t-1",
+        config, task_definition_arn="arn:td", bucket=Bucket(name="b", owner="123456789012"),
+        keys=task_keys("d", 0, "t"), dispatch_id="d", node_id=0, attempt="t-1", signing_key=KEY,
     )
     network = request["networkConfiguration"]["awsvpcConfiguration"]
     assert network["subnets"] == ["subnet-0123abcd", "subnet-0123abce"]
     assert network["securityGroups"] == ["sg-0123abcd"]
     assert request["overrides"]["ephemeralStorage"] == {"sizeInGiB": 50}
+
+
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:api-token-AbCdEf"
+PARAMETER_ARN = "arn:aws:ssm:us-east-1:123456789012:parameter/team/db-password"
+
+
+def test_secrets_are_in_the_definition_and_never_in_the_run_task_request():
+    secrets = {"API_TOKEN": SECRET_ARN, "DB_PASSWORD": PARAMETER_ARN}
+    container = definition(secrets=secrets)["containerDefinitions"][0]
+    assert container["secrets"] == [
+        {"name": "API_TOKEN", "valueFrom": SECRET_ARN},
+        {"name": "DB_PASSWORD", "valueFrom": PARAMETER_ARN},
+    ]
+    # Part of the content hash: another secret is another family.
+    assert definition(secrets=secrets)["family"] != definition()["family"]
+    assert definition(secrets={"API_TOKEN": SECRET_ARN})["family"] != definition(secrets=secrets)["family"]
+    # No definition without secrets carries an empty list (the family stays as it was).
+    assert "secrets" not in definition()["containerDefinitions"][0]
+    sent = json.dumps(request(secrets=secrets))
+    assert "API_TOKEN" not in sent and "secretsmanager" not in sent and "parameter/" not in sent
+
+
+def test_the_environment_carries_the_bucket_owner_and_the_runs_signing_key():
+    env = {e["name"]: e["value"] for e in request()["overrides"]["containerOverrides"][0]["environment"]}
+    assert env[contract.ENV_BUCKET_OWNER] == "123456789012"
+    assert signing.SigningKey.from_env_value(env[contract.ENV_SIGNING_SECRET]).env_value() == KEY.env_value()

@@ -70,3 +70,17 @@ def test_publish_image_to_ecr_without_credentials_fails_with_what_to_set(tmp_pat
     assert result.returncode == 1
     assert "could not look up the ECR repository: no AWS credentials found" in result.stderr
     assert result.stdout == ""
+
+
+def test_ecr_target_knows_when_the_repositorys_tags_are_immutable(fresh_sandbox: Any) -> None:
+    config = build_config(fresh_sandbox.executor_config, {})
+    ecr = fresh_sandbox.client("ecr", internal=True)
+    ecr.create_repository(repositoryName="runner-immutable", imageTagMutability="IMMUTABLE")
+    immutable = publish.ecr_target(aws.clients_for(config), "runner-immutable", print)
+    created = publish.ecr_target(aws.clients_for(config), "runner-created", print)
+    try:
+        assert immutable.immutable_tags is True
+        assert created.immutable_tags is False  # created by publish: ECR's default, MUTABLE
+    finally:
+        immutable.client.close()
+        created.client.close()

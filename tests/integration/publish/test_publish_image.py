@@ -244,3 +244,36 @@ def test_bad_flags_are_rejected_with_the_valid_choices(registry: Registry) -> No
     plain_http = publish_image("--registry", "http://registry.example.com")
     assert plain_http.returncode == 1
     assert "plain HTTP is only allowed for 127.0.0.1/localhost" in plain_http.stderr
+
+
+def test_republishing_into_immutable_tags_leaves_a_matching_tag_and_never_moves_one(
+    published: dict[str, Any], registry: Registry, synthetic_base: str
+) -> None:
+    from covalent_ecs_executor.image import publish
+    from covalent_ecs_executor.image.registry import RegistryClient, RegistryError
+
+    digest = published["reference"].partition("@")[2]
+    target = publish.Target(RegistryClient(registry.url), "runner", immutable_tags=True)
+    try:
+        # The same image: both tags already point at it, nothing is pushed.
+        puts_before = registry.requests("PUT", "/runner/manifests/")
+        lines: list[str] = []
+        same = publish.publish(
+            target, tag="v1", base_image=synthetic_base,
+            platforms=["linux/amd64", "linux/arm64"], report=lines.append,
+        )  # fmt: skip
+        assert same.reference == published["reference"]
+        assert f"tag v1: already points at {digest[:19]}" in lines
+        assert registry.requests("PUT", "/runner/manifests/") == puts_before
+        # Another image under the same version tag: refused, the tag does not move, and
+        # the new image is still pushed under its digest-suffixed tag.
+        with pytest.raises(RegistryError, match=r"tag v1 in .* already points at another image") as caught:
+            publish.publish(target, tag="v1", base_image=synthetic_base, platforms=["linux/amd64"], report=print)
+        assert "immutable" in str(caught.value) and "container_image_uri" in str(caught.value)
+        assert sha256(get(registry, "runner/manifests/v1").content) == digest
+        other = str(caught.value).split("was pushed as ", 1)[1].split(" ", 1)[0]
+        other_digest = other.partition("@")[2]
+        assert other_digest != digest
+        assert sha256(get(registry, f"runner/manifests/v1-{other_digest[7:19]}").content) == other_digest
+    finally:
+        target.client.close()

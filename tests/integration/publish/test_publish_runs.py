@@ -133,14 +133,14 @@ def test_published_image_runs_a_real_task_against_the_sandbox(
         with Sandbox(starters=[roots]) as sandbox:
             executor = ECSExecutor(**sandbox.executor_config, container_image_uri=reference)
             function = functools.partial(wrapper_fn, TransportableObject(square_plus_one), [], [])
-            result = asyncio.run(
-                executor.run(
-                    function,
-                    [TransportableObject(6)],
-                    {},
-                    {"dispatch_id": "publish-test", "node_id": 0, "results_dir": "/tmp"},
-                )
+            run = executor.run(
+                function,
+                [TransportableObject(6)],
+                {},
+                {"dispatch_id": "publish-test", "node_id": 0, "results_dir": "/tmp"},
             )
+            # Seconds in the chroot; a ceiling for a broken run, not a pace.
+            result = asyncio.run(asyncio.wait_for(run, 120))
             (task,) = sandbox.tasks()
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])

@@ -9,17 +9,22 @@ from __future__ import annotations
 import io
 import json
 import sys
-import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import boto3
 import botocore.exceptions
 import cloudpickle
 import pytest
+from botocore.config import Config
+from sandbox_tasks import fargate_definition, in_sandbox_network
+from signed_objects import put_signed, read_verified, run_environment
 from waiting import wait_for
 
-from covalent_ecs_runtime import contract
+from covalent_ecs_executor.sandbox.seed import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
+from covalent_ecs_runtime import contract, signing
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +34,29 @@ CONTAINER = "main"
 
 
 
+def labelled_client(sandbox: Any, service: str, caller: str) -> Any:
+    """A client whose calls the sandbox counts under ``caller`` (``sandbox-caller/`` in
+    its User-Agent), apart from every other test's."""
+    return boto3.session.Session().client(
+        service,
+        endpoint_url=sandbox.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+        config=Config(user_agent_extra=f"sandbox-caller/{caller}"),
+    )
+
+
 class Ecs:
     """Small helpers over an ECS client pointed at the sandbox."""
 
-    def __init__(self, sandbox: Any, *, internal: bool = False) -> None:
+    def __init__(self, sandbox: Any, *, internal: bool = False, caller: str | None = None) -> None:
         self.sandbox = sandbox
         self.config = sandbox.executor_config
-        self.client = sandbox.client("ecs", internal=internal)
+        self.client = (
+            labelled_client(sandbox, "ecs", caller) if caller
+            else sandbox.client("ecs", internal=internal)
+        )  # fmt: skip
         self.cluster = self.config["ecs_cluster_name"]
 
     def register(self, *, image: str = "python:3.11-slim", **container: Any) -> str:
@@ -55,12 +76,7 @@ class Ecs:
         definition.update(container)
         # No container-level memory: Fargate needs only task-level memory (moto patch).
         return self.client.register_task_definition(
-            family=f"sandbox-test-{uuid.uuid4().hex[:8]}",
-            requiresCompatibilities=["FARGATE"],
-            networkMode="awsvpc",
-            cpu="256",
-            memory="512",
-            containerDefinitions=[definition],
+            **fargate_definition(f"sandbox-test-{uuid.uuid4().hex[:8]}", definition)
         )["taskDefinition"]["taskDefinitionArn"]
 
     def run(self, task_definition: str, **kwargs: Any) -> dict[str, Any]:
@@ -68,13 +84,7 @@ class Ecs:
             cluster=self.cluster,
             taskDefinition=task_definition,
             launchType="FARGATE",
-            networkConfiguration={
-                "awsvpcConfiguration": {
-                    "subnets": [self.config["ecs_task_subnet_id"]],
-                    "securityGroups": [self.config["ecs_task_security_group_id"]],
-                    "assignPublicIp": "DISABLED",
-                }
-            },
+            networkConfiguration=in_sandbox_network(self.config),
             **kwargs,
         )
         assert response["failures"] == []
@@ -278,19 +288,17 @@ def test_seeded_runner_image_is_pullable(ecs: Ecs) -> None:
 def test_reused_client_token_returns_the_same_task_and_starts_one_process(ecs: Ecs) -> None:
     definition = ecs.register(**python_task("pass"))
     token = uuid.uuid4().hex
-    results: list[str] = []
 
-    def launch() -> None:
-        results.append(ecs.run(definition, clientToken=token)["tasks"][0]["taskArn"])
+    def launch() -> str:
+        return ecs.run(definition, clientToken=token)["tasks"][0]["taskArn"]
 
-    threads = [threading.Thread(target=launch) for _ in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    launch()  # and once more after the first has finished
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        concurrent = [pool.submit(launch) for _ in range(5)]
+        # A ceiling, not a pace: one RunTask is bounded by botocore's 60 s read timeout.
+        results = [future.result(timeout=60) for future in concurrent]
+    results.append(launch())  # and once more after the first has finished
 
-    assert len(set(results)) == 1
+    assert len(results) == 6 and len(set(results)) == 1
     ecs.wait_status(results[0], "STOPPED")
     assert [r["taskArn"] for r in ecs.sandbox.tasks()].count(results[0]) == 1
 
@@ -335,17 +343,33 @@ def test_multipart_upload_is_counted_as_its_parts(fresh_sandbox: Any) -> None:
     assert calls["s3.CompleteMultipartUpload"] == 1
 
 
-def test_task_processes_make_counted_calls_but_the_agent_does_not(fresh_sandbox: Any) -> None:
-    ecs = Ecs(fresh_sandbox)
-    code = "import boto3; boto3.client('sts').get_caller_identity()"
+# What ECS's awslogs driver would call: the agent does this work on moto's objects.
+AGENT_OPERATIONS = {"logs.CreateLogGroup", "logs.CreateLogStream", "logs.PutLogEvents"}
+
+
+def test_task_processes_make_counted_calls_but_the_agent_does_not(sandbox: Any) -> None:
+    # This test's calls, and its task's, carry a caller name of their own: a task
+    # another test started cannot change what is counted here.
+    caller = f"counting-test-{uuid.uuid4().hex[:8]}"
+    ecs = Ecs(sandbox, caller=caller)
+    code = (
+        "import boto3; from botocore.config import Config;"
+        f" boto3.client('sts', config=Config(user_agent_extra='sandbox-caller/{caller}'))"
+        ".get_caller_identity(); print('called sts', flush=True)"
+    )
     arn = ecs.run(ecs.register(**python_task(code)))["tasks"][0]["taskArn"]
     task = ecs.wait_status(arn, "STOPPED")
     assert task["containers"][0]["exitCode"] == 0
-    calls = fresh_sandbox.calls()
+    assert ecs.log_messages(arn) == ["called sts"]  # the agent shipped the output
+
+    by_caller = sandbox.calls_by_caller()
+    calls = dict(by_caller[caller])
     assert calls.pop("sts.GetCallerIdentity") == 1  # from inside the task
     assert calls.pop("ecs.RegisterTaskDefinition") == 1
     assert calls.pop("ecs.RunTask") == 1
-    assert set(calls) == {"ecs.DescribeTasks"}  # no logs.* or others from the agent
+    assert set(calls) == {"ecs.DescribeTasks"}
+    # Shipping the output made no counted call, whoever the sandbox would blame for it.
+    assert not {op for counts in by_caller.values() for op in counts} & AGENT_OPERATIONS
 
 
 def test_run_task_rejects_bad_count_and_unknown_cluster(ecs: Ecs) -> None:
@@ -377,15 +401,18 @@ def test_runner_executes_a_staged_payload_and_writes_the_envelope(ecs: Ecs) -> N
     prefix = f"tasks/{uuid.uuid4().hex}"
     payload_key, result_key = f"{prefix}/payload.pkl", f"{prefix}/result.pkl"
     s3 = ecs.sandbox.client("s3")
-    s3.put_object(
-        Bucket=bucket, Key=payload_key, Body=cloudpickle.dumps((add, (2, 3), {"scale": 10}))
-    )
+    signing_key = signing.SigningKey.new()
+    put_signed(s3, bucket, payload_key, cloudpickle.dumps((add, (2, 3), {"scale": 10})), signing_key)
     image = (
         f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/"
         f"{config['ecr_repo_name']}:{contract.runner_image_tag()}"
     )
     definition = ecs.register(image=image, entryPoint=contract.ENTRY_POINT)
-    env = {**contract.client_env(), contract.ENV_TASK_LABEL: "dispatch/0"}
+    env = {
+        **contract.client_env(),
+        contract.ENV_TASK_LABEL: "dispatch/0",
+        **run_environment(signing_key, ACCOUNT),
+    }
     arn = ecs.run(
         definition,
         overrides={
@@ -403,7 +430,7 @@ def test_runner_executes_a_staged_payload_and_writes_the_envelope(ecs: Ecs) -> N
     task = ecs.wait_status(arn, "STOPPED", timeout_s=30)
 
     assert task["containers"][0]["exitCode"] == contract.EXIT_RESULT_WRITTEN
-    envelope = cloudpickle.loads(s3.get_object(Bucket=bucket, Key=result_key)["Body"].read())
+    envelope = read_verified(s3, bucket, result_key, signing_key)
     assert envelope["outcome"] == contract.OUTCOME_RETURNED
     assert envelope["value"] == 50
     assert envelope["stdout"] == "adding 2 3\n"
@@ -475,9 +502,14 @@ def test_runner_refuses_a_client_with_another_python_or_cloudpickle(ecs: Ecs) ->
     prefix = f"tasks/{uuid.uuid4().hex}"
     payload_key, result_key = f"{prefix}/payload.pkl", f"{prefix}/result.pkl"
     s3 = ecs.sandbox.client("s3")
-    s3.put_object(Bucket=bucket, Key=payload_key, Body=cloudpickle.dumps((abs, (-1,), {})))
+    signing_key = signing.SigningKey.new()
+    put_signed(s3, bucket, payload_key, cloudpickle.dumps((abs, (-1,), {})), signing_key)
     definition = ecs.register(entryPoint=contract.ENTRY_POINT)
-    env = {contract.ENV_CLIENT_PYTHON: "3.99", contract.ENV_CLIENT_CLOUDPICKLE: "0.1"}
+    env = {
+        contract.ENV_CLIENT_PYTHON: "3.99",
+        contract.ENV_CLIENT_CLOUDPICKLE: "0.1",
+        **run_environment(signing_key, ACCOUNT),
+    }
     arn = ecs.run(
         definition,
         overrides={"containerOverrides": [{
@@ -487,7 +519,7 @@ def test_runner_refuses_a_client_with_another_python_or_cloudpickle(ecs: Ecs) ->
         }]},
     )["tasks"][0]["taskArn"]
     assert ecs.wait_status(arn, "STOPPED", timeout_s=30)["containers"][0]["exitCode"] == 0
-    envelope = cloudpickle.loads(s3.get_object(Bucket=bucket, Key=result_key)["Body"].read())
+    envelope = read_verified(s3, bucket, result_key, signing_key)
     assert envelope["outcome"] == contract.OUTCOME_RUNNER_ERROR
     assert "timings" in envelope and "function_started" not in envelope["timings"]  # never ran
     error = envelope_error(envelope)

@@ -1,9 +1,10 @@
 """The sandbox's other ways in: in-process ``Sandbox``, its one command line
-(``covalent-ecs sandbox`` = ``python -m covalent_ecs_executor.sandbox``), and
-``SandboxProcess``'s start-up failure report."""
+(``covalent-ecs sandbox`` = ``python -m covalent_ecs_executor.sandbox``, with and
+without AWS's rate limits), and ``SandboxProcess``'s start-up failure report."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -147,3 +148,28 @@ def test_an_unwritable_write_conf_is_one_line_naming_the_path_and_the_reason(nam
     assert len(output.splitlines()) == 1, output
     assert path in output
     assert "No such file or directory" in output or "Permission denied" in output
+
+
+def test_the_sandbox_command_enforces_aws_limits_when_asked(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    with open(out, "wb") as stdout:
+        process = subprocess.Popen(
+            [*COVALENT_ECS, "sandbox", "--aws-limits", "--state-dir", str(tmp_path / "state")],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "Ctrl-C stops it." in out.read_text(), timeout_s=120)
+        text = out.read_text()
+        assert "AWS API rate limits are on" in text
+        endpoint = re.search(r"export AWS_ENDPOINT_URL=(http://127\.0\.0\.1:\d+)", text)[1]
+        with urllib.request.urlopen(f"{endpoint}/_sandbox/limits", timeout=5) as response:
+            limits = json.loads(response.read())
+        assert limits["enabled"] is True
+        assert limits["buckets"]["FargateLaunches"] == {"burst": 100, "refill_per_s": 20, "available": 100}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

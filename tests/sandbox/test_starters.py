@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ from covalent_ecs_executor.sandbox.starters import (
 from covalent_ecs_runtime import contract
 
 pytestmark = pytest.mark.integration
+
+RUN_CEILING_S = 60
 
 STAND_IN_IMAGE = "example.invalid/stand-in:latest"
 UNSTARTABLE_IMAGE = "example.invalid/unstartable:latest"
@@ -150,12 +153,15 @@ def test_a_plugged_starter_starts_the_tasks_it_accepts_and_the_host_the_rest(
 
         return {"pid": os.getpid(), "cwd": os.getcwd()}
 
-    mine = asyncio.run(
-        executor.run(where_am_i, [], {}, {"dispatch_id": "starter-seam", "node_id": 3, "results_dir": "."})
-    )
-    other = asyncio.run(
-        executor.run(where_am_i, [], {}, {"dispatch_id": "not-seam", "node_id": 0, "results_dir": "."})
-    )
+    # Each run takes about a second: the ceiling only bounds a broken one.
+    mine = asyncio.run(asyncio.wait_for(
+        executor.run(where_am_i, [], {}, {"dispatch_id": "starter-seam", "node_id": 3, "results_dir": "."}),
+        RUN_CEILING_S,
+    ))
+    other = asyncio.run(asyncio.wait_for(
+        executor.run(where_am_i, [], {}, {"dispatch_id": "not-seam", "node_id": 0, "results_dir": "."}),
+        RUN_CEILING_S,
+    ))
 
     (spec,) = recording.specs  # asked for its own dispatch's task only
     (process,) = recording.started
@@ -164,7 +170,8 @@ def test_a_plugged_starter_starts_the_tasks_it_accepts_and_the_host_the_rest(
     # What the starter was given: ECS's argv unchanged, the task's environment and dir.
     assert spec.task_arn == record["taskArn"]
     assert spec.argv[:3] == contract.ENTRY_POINT
-    assert spec.image.endswith(f"/{config['ecr_repo_name']}:{contract.runner_image_tag()}")
+    # The runner image as the task definition names it: pinned by digest.
+    assert re.search(rf"/{config['ecr_repo_name']}@sha256:[0-9a-f]{{64}}$", spec.image), spec.image
     assert spec.env[contract.ENV_TASK_LABEL] == "starter-seam/3"
     assert spec.env["AWS_ENDPOINT_URL"] == sandbox.endpoint_url
     assert spec.cwd == spec.env["HOME"] == mine["cwd"]

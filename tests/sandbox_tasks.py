@@ -9,6 +9,29 @@ from waiting import wait_for
 CONTAINER = "main"
 
 
+def fargate_definition(family: str, container: dict[str, Any]) -> dict[str, Any]:
+    """RegisterTaskDefinition's arguments for one container at Fargate's smallest size
+    (no container-level memory: Fargate needs only the task's)."""
+    return {
+        "family": family,
+        "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc",
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [container],
+    }
+
+
+def in_sandbox_network(config: dict[str, Any]) -> dict[str, Any]:
+    """RunTask's ``networkConfiguration`` for the sandbox's subnet and security group."""
+    return {
+        "awsvpcConfiguration": {
+            "subnets": [config["ecs_task_subnet_id"]],
+            "securityGroups": [config["ecs_task_security_group_id"]],
+        }
+    }
+
+
 def run_one_container(
     sandbox: Any,
     *,
@@ -39,23 +62,13 @@ def run_one_container(
             },
         }
     definition = ecs.register_task_definition(
-        family=f"raw-{log_prefix or 'task'}",
-        requiresCompatibilities=["FARGATE"],
-        networkMode="awsvpc",
-        cpu="256",
-        memory="512",
-        containerDefinitions=[container],
+        **fargate_definition(f"raw-{log_prefix or 'task'}", container)
     )["taskDefinition"]["taskDefinitionArn"]
     return ecs.run_task(
         cluster=config["ecs_cluster_name"],
         taskDefinition=definition,
         launchType="FARGATE",
-        networkConfiguration={
-            "awsvpcConfiguration": {
-                "subnets": [config["ecs_task_subnet_id"]],
-                "securityGroups": [config["ecs_task_security_group_id"]],
-            }
-        },
+        networkConfiguration=in_sandbox_network(config),
     )["tasks"][0]["taskArn"]
 
 

@@ -1,15 +1,27 @@
 """Benchmarks: this executor and the original covalent-ecs-plugin, side by side.
 
-    python benchmarks/bench.py               # N = 1, 10, 100, 1000 and the 1 GiB runs
-    python benchmarks/bench.py --quick       # N <= 100, no 1 GiB (a fast check)
+    python benchmarks/bench.py               # N = 1, 10, 100, 1000 (x3), faults, 1 GiB runs
+    python benchmarks/bench.py --quick       # N <= 100 once, no 1 GiB (a fast check)
 
 One sandbox (a ``SandboxProcess`` enforcing an AWS account's API and Fargate launch
-limits unless ``--no-aws-limits``) serves every run. For each N, each plugin's driver (drive_ours.py in this venv,
-drive_original.py in benchmarks/.venv-original) runs N concurrent tasks as a separate
-client process; the sandbox counts the API calls by caller and records each task's
-container start and exit. The table is printed and written to
+limits unless ``--no-aws-limits``) serves every run. For each N, each plugin's driver
+(drive_ours.py in this venv, drive_original.py in benchmarks/.venv-original) runs N
+concurrent tasks as a separate client process; the sandbox counts the API calls by
+caller and records each task's container start and exit.
+
+Up to ``--real-runner-max-n`` (100) this executor's tasks run the real runner, forked
+warm (bench_starters.py); above it they run the scale mode's stand-in container
+(stand_in.py: a thread keeping the runner's contract), so that N = 1000 measures the
+executor, its launch pacing and polling, and the local AWS API rather than a thousand
+Python processes on two cores. The cold-start row runs the real runner cold.
+
+Every batch of this executor runs ``--repeat`` times (3; 1 with ``--quick``),
+interleaved, the original's ``--original-repeat`` times (1), and the report gives the
+median with min-max, and the machine's load around each batch. The
+faults row (issue 13) runs N tasks on Spot with a scripted share of launches failing
+for causes that may pass. Results are printed and written to
 ``benchmarks/results/latest.{json,md}`` (``latest-quick.*`` with ``--quick``). Not a
-test: nothing is asserted; targets from issue 6 are shown met or missed.
+test: nothing is asserted; targets are shown met or missed.
 """
 
 from __future__ import annotations
@@ -19,19 +31,26 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
 
+import fault_row
 from bench_starters import ORIGINAL_PYTHON
+from stand_in import STATS_ENV
+from stand_in import read_stats as read_stand_in_stats
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
-# The sandbox's process starters for the runs (bench_starters.py), loaded by the
-# sandbox's process from benchmarks/ (on its PYTHONPATH).
+# The sandbox's process starters for the runs (bench_starters.py, stand_in.py), loaded
+# by the sandbox's process from benchmarks/ (on its PYTHONPATH). The stand-in takes
+# only the tasks a driver marks for it (--stand-in).
+STAND_IN = "stand_in:StandInStarter"
 FORK_SERVER = "bench_starters:ForkServerStarter"
 ORIGINAL_IMAGE_CMD = "bench_starters:OriginalImageStarter"
 GIB = 1024**3
@@ -105,11 +124,13 @@ def _proc_cpu_s(pid: int) -> tuple[float, float]:
     return (int(fields[11]) + int(fields[12])) / ticks, (int(fields[13]) + int(fields[14])) / ticks
 
 
-def sandbox_cpu_s(sandbox: Any) -> dict[str, float]:
-    """CPU seconds so far of the sandbox's server+agent process, and of its task
-    processes (reaped children of the sandbox and of multiprocessing's fork server)."""
+def sandbox_cpu_s(sandbox: Any, stand_in_stats: str | None = None) -> dict[str, float]:
+    """CPU seconds so far of the sandbox's server+agent process, of its task processes
+    (reaped children of the sandbox and of multiprocessing's fork server), and of the
+    stand-in containers (threads of the sandbox's process: taken out of its own)."""
     pid = sandbox.health()["pid"]
     own, children = _proc_cpu_s(pid)
+    stand_in = read_stand_in_stats(stand_in_stats)["cpu_s"] if stand_in_stats else 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -124,7 +145,7 @@ def sandbox_cpu_s(sandbox: Any) -> dict[str, float]:
         except (OSError, ValueError, IndexError):
             continue
         children += sum(_proc_cpu_s(int(entry)))
-    return {"server_and_agent": own, "tasks": children}
+    return {"server_and_agent": own - stand_in, "tasks": children, "stand_in": stand_in}
 
 
 class RssSampler(threading.Thread):
@@ -176,21 +197,44 @@ def run_driver(
     return json.loads(lines[-1]), sampler
 
 
-def batch(sandbox: Any, plugin: str, n: int, *, sleep_s: float, timeout_s: float) -> dict[str, Any]:
-    """N concurrent tasks through one plugin; the row of figures for the table."""
-    dispatch_id = f"bench-{plugin}-{n}-{int(time.time())}"
+def batch(
+    sandbox: Any,
+    plugin: str,
+    n: int,
+    *,
+    sleep_s: float,
+    timeout_s: float,
+    stand_in: bool = False,
+    faults: bool = False,
+    stand_in_stats: str | None = None,
+    repeat: int = 0,
+    idle_s: float = IDLE_WINDOW_S,
+) -> dict[str, Any]:
+    """N concurrent tasks through one plugin; the row of figures for the table.
+
+    ``stand_in``: the tasks run the scale mode's stand-in container; ``faults``: the
+    faults row (fault_row.py), on Spot with a share of launches scripted to fail.
+    """
+    dispatch_id = f"bench-{plugin}-{n}-{repeat}-{int(time.time() * 1000)}"
+    extra = ["--n", str(n), "--sleep", str(sleep_s), "--idle", str(idle_s),
+             "--dispatch-id", dispatch_id]  # fmt: skip
+    if stand_in:
+        extra.append("--stand-in")
+    picked: dict[str, list[int]] = {}
+    if faults:
+        specs, picked = fault_row.plan(dispatch_id, n)
+        sandbox.add_faults(specs)
+        extra += ["--capacity-provider", "FARGATE_SPOT", "--spot-fallback"]
     sandbox.reset_calls()
-    cpu_before = sandbox_cpu_s(sandbox)
-    document, _ = run_driver(
-        plugin,
-        sandbox.endpoint_url,
-        ["--n", str(n), "--sleep", str(sleep_s), "--idle", str(IDLE_WINDOW_S),
-         "--dispatch-id", dispatch_id],
-        timeout_s=timeout_s,
-    )  # fmt: skip
-    cpu_after = sandbox_cpu_s(sandbox)
+    load_before = os.getloadavg()[0]
+    cpu_before = sandbox_cpu_s(sandbox, stand_in_stats)
+    document, _ = run_driver(plugin, sandbox.endpoint_url, extra, timeout_s=timeout_s)
+    cpu_after = sandbox_cpu_s(sandbox, stand_in_stats)
     by_caller = sandbox.calls_by_caller()
-    row: dict[str, Any] = {"plugin": plugin, "n": n, "sleep_s": sleep_s}
+    row: dict[str, Any] = {"plugin": plugin, "n": n, "sleep_s": sleep_s, "repeat": repeat}
+    row["runner"] = "stand-in" if stand_in else "real"
+    row["kind"] = "faults" if faults else ""
+    row["load_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     if "failed" in document:
         row["failed"] = document["failed"]
         return row
@@ -219,11 +263,9 @@ def batch(sandbox: Any, plugin: str, n: int, *, sleep_s: float, timeout_s: float
     row["client_peak_rss_mib"] = round(document["client_rss"]["hwm_kib"] / 1024, 1)
     row["idle"] = document.get("idle", {})
 
-    records = {
-        r["env"].get("COVALENT_ECS_TASK") or r["env"].get("COVALENT_TASK_FUNC_FILENAME", ""): r
-        for r in sandbox.tasks()
-        if dispatch_id in json.dumps(r.get("env", {}))
-    }
+    all_records = [r for r in sandbox.tasks() if _is_of(r, dispatch_id)]
+    # The last record of a label is its last launch attempt (the agent keeps them in order).
+    records = {_record_key(r): r for r in all_records}
 
     def record_for(index: int) -> dict[str, Any] | None:
         return records.get(f"{dispatch_id}/{index}") or records.get(
@@ -249,7 +291,7 @@ def batch(sandbox: Any, plugin: str, n: int, *, sleep_s: float, timeout_s: float
     row["runner_function_end_to_exit_s"] = _summary(function_to_exit)
 
     provisioned = sorted(
-        h["at"] for r in records.values() for h in r["statusHistory"] if h["status"] == "PROVISIONING"
+        h["at"] for r in all_records for h in r["statusHistory"] if h["status"] == "PROVISIONING"
     )
     row["launch_phase_s"] = round(provisioned[-1] - provisioned[0], 2) if provisioned else None
     row["peak_live_tasks"] = _peak_live(records.values())
@@ -258,9 +300,63 @@ def batch(sandbox: Any, plugin: str, n: int, *, sleep_s: float, timeout_s: float
         row["poll_cycles"] = cycles
         row["describe_tasks_per_cycle"] = round(client_calls["DescribeTasks"] / cycles, 2)
         row["describe_tasks_cycle_bound"] = math.ceil(document.get("max_watched", 0) / 100)
+    row["poll"] = document.get("poll", {})
+    row["call_latency_s"] = document.get("call_latency_s", {})
     row["client_cpu_s"] = document.get("client_cpu_s")
-    row["sandbox_cpu_s"] = {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after}
+    row["sandbox_cpu_s"] = {k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after}
+    row["cost"] = _costs(row, document, by_caller, n)
+    if faults:
+        row["faults"] = _fault_figures(sandbox, document, all_records, picked, dispatch_id, client_calls)
     return row
+
+
+def _is_of(record: dict[str, Any], dispatch_id: str) -> bool:
+    """A task of this batch: ours are labelled ``<dispatch_id>/<node_id>``; the
+    original's payload file is ``func-<dispatch_id>-<index>.pkl``."""
+    if record.get("label"):
+        return str(record["label"]).startswith(f"{dispatch_id}/")
+    return record.get("env", {}).get("COVALENT_TASK_FUNC_FILENAME", "").startswith(f"func-{dispatch_id}-")
+
+
+def _record_key(record: dict[str, Any]) -> str:
+    return record.get("label") or record["env"].get("COVALENT_TASK_FUNC_FILENAME", "")
+
+
+def _costs(row: dict[str, Any], document: dict[str, Any], by_caller: dict[str, Any], n: int) -> dict[str, Any]:
+    """What each side cost, per unit, so a slow figure can be traced to its side."""
+    # Every request the sandbox answered once (throttled.* and fault.* count it twice).
+    requests = sum(
+        count
+        for calls in by_caller.values()
+        for op, count in calls.items()
+        if not op.startswith(("throttled.", "fault."))
+    )
+    sandbox = row["sandbox_cpu_s"]
+    batch_cpu_s = document.get("batch_cpu_s")
+    return {
+        "client_cpu_ms_per_task": round(batch_cpu_s * 1000 / n, 2) if batch_cpu_s is not None else None,
+        "sandbox_requests": requests,
+        "sandbox_cpu_ms_per_request": round(sandbox["server_and_agent"] * 1000 / requests, 2) if requests else None,
+        "stand_in_cpu_ms_per_task": round(sandbox["stand_in"] * 1000 / n, 2) if sandbox["stand_in"] else None,
+        "task_process_cpu_ms_per_task": round(sandbox["tasks"] * 1000 / n, 1) if sandbox["tasks"] else None,
+    }
+
+
+def _fault_figures(
+    sandbox: Any,
+    document: dict[str, Any],
+    records: list[dict[str, Any]],
+    picked: dict[str, list[int]],
+    dispatch_id: str,
+    client_calls: dict[str, int],
+) -> dict[str, Any]:
+    from covalent_ecs_executor.ecs import RELAUNCH_BACKOFF_S  # noqa: PLC0415 - heavy import
+
+    figures = fault_row.outcome(records, picked, sandbox.faults(), dispatch_id)
+    sandbox.clear_faults()  # used up; no later request need look at them
+    figures["relaunches_said_by_executor"] = document.get("relaunches")
+    figures.update(fault_row.launch_target_s(client_calls["RunTask"], RELAUNCH_BACKOFF_S))
+    return figures
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
@@ -306,15 +402,27 @@ def big_payload(sandbox: Any, plugin: str, *, receive: bool, size: int) -> dict[
 # ------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks/bench.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="N <= 100 and no 1 GiB runs")
+    parser.add_argument("--quick", action="store_true", help="N <= 100, once, no 1 GiB runs")
     parser.add_argument("--n", default=None, help="comma-separated N (default 1,10,100,1000)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="runs of each batch, reported as median and min-max (default 3; 1 with --quick)")
+    parser.add_argument("--real-runner-max-n", type=int, default=100,
+                        help="largest N whose tasks run the real runner; larger N run the "
+                        "scale mode's stand-in container (default 100)")
     parser.add_argument("--original-max-n", type=int, default=100,
                         help="largest N run through the original plugin (default 100; see docs/benchmarks.md)")
+    parser.add_argument("--original-repeat", type=int, default=1,
+                        help="runs of the original's batches (default 1: each takes ~10x ours)")
     parser.add_argument("--no-original", action="store_true", help="only this project's executor")
     parser.add_argument("--no-cold", action="store_true",
                         help="skip the run without the benchmark's fork server")
+    parser.add_argument("--no-faults", action="store_true", help="skip the faults row (issue 13)")
+    parser.add_argument("--faults-n", type=int, default=None,
+                        help="N of the faults row (default: the largest N)")
     parser.add_argument("--payload-gib", type=float, default=1.0, help="size of the big-payload runs")
     parser.add_argument("--sleep", type=float, default=0.5, help="seconds each task sleeps")
+    parser.add_argument("--idle", type=float, default=IDLE_WINDOW_S,
+                        help=f"seconds each driver stays idle after its batch, counting calls (default {IDLE_WINDOW_S:g})")
     parser.add_argument("--no-aws-limits", action="store_true",
                         help="let the sandbox accept calls faster than an AWS account would")
     parser.add_argument("--out", default=RESULTS_DIR, help="folder for latest[-quick].json/.md")
@@ -323,14 +431,19 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(x) for x in args.n.split(",")] if args.n else (
         [1, 10, 100] if args.quick else [1, 10, 100, 1000]
     )  # fmt: skip
+    repeat = args.repeat or (1 if args.quick else 3)
+    faults_n = None if args.no_faults else (args.faults_n or max(sizes))
     with_original = not args.no_original and os.path.exists(ORIGINAL_PYTHON)
     from covalent_ecs_executor.sandbox import SandboxProcess
 
     limits = not args.no_aws_limits
+    stats_dir = tempfile.mkdtemp(prefix="covalent-ecs-bench-")
+    stand_in_stats = os.path.join(stats_dir, "stand-in.json")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [HERE, env.get("PYTHONPATH")]))
+    env[STATS_ENV] = stand_in_stats
     options: dict[str, Any] = {
-        "starters": [FORK_SERVER, ORIGINAL_IMAGE_CMD],
+        "starters": [STAND_IN, FORK_SERVER, ORIGINAL_IMAGE_CMD],
         "aws_limits": limits,
         "env": env,
     }
@@ -338,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
         "conditions": conditions(),
         "aws_limits_enforced": limits,
         "fork_server": True,
+        "repeat": repeat,
+        "original_repeat": min(repeat, args.original_repeat),
+        "real_runner_max_n": args.real_runner_max_n,
         "original": {
             "installed": os.path.exists(ORIGINAL_PYTHON),
             "package": _original_version() if with_original else None,
@@ -347,41 +463,59 @@ def main(argv: list[str] | None = None) -> int:
         "payload": [],
     }
     started = time.monotonic()
-    _say(f"sandbox: fork server on; AWS limits {'ENFORCED' if limits else 'NOT enforced (--no-aws-limits)'}")
-    with SandboxProcess(**options) as sandbox:
-        for n in sizes:
-            plugins = ["ours"] + (["original"] if with_original and n <= args.original_max_n else [])
-            for plugin in plugins:
-                _say(f"N={n} {plugin} ...")
-                timeout = 120 + n * (1.0 if plugin == "ours" else 3.0)
-                row = batch(sandbox, plugin, n, sleep_s=args.sleep, timeout_s=timeout)
-                report["batches"].append(row)
-                _say(f"  {_brief(row)}")
-        if not args.quick:
-            size = int(args.payload_gib * GIB)
-            for plugin in ["ours"] + (["original"] if with_original else []):
-                for receive in (False, True):
-                    what = "result" if receive else "argument"
-                    _say(f"{args.payload_gib:g} GiB {what} ({plugin}) ...")
-                    row = big_payload(sandbox, plugin, receive=receive, size=size)
-                    report["payload"].append(row)
-                    _say(f"  {row}")
-    if not args.no_cold:
-        # The same N=100 batch with every runner a cold interpreter (no fork server):
-        # the fork server's effect, and the fairer comparison with the original (whose
-        # runner always starts cold).
-        n = min(100, max(sizes))
-        cold = {**options, "starters": [ORIGINAL_IMAGE_CMD]}
-        _say(f"N={n} ours, cold runner starts (no fork server) ...")
-        with SandboxProcess(**cold) as sandbox:
-            row = batch(sandbox, "ours", n, sleep_s=args.sleep, timeout_s=120 + n * 3.0)
-        row["cold_starts"] = True
+    _say(f"sandbox: fork server on; AWS limits {'ENFORCED' if limits else 'NOT enforced (--no-aws-limits)'}; "
+         f"{repeat} run(s) of each batch; stand-in container above N={args.real_runner_max_n}")  # fmt: skip
+
+    def run(sandbox: Any, plugin: str, n: int, rep: int, **kwargs: Any) -> None:
+        what = "faults row" if kwargs.get("faults") else ("stand-in" if kwargs.get("stand_in") else "")
+        _say(f"N={n} {plugin} {what} (run {rep + 1}) ...")
+        timeout = 120 + n * (1.0 if plugin == "ours" else 3.0)
+        row = batch(sandbox, plugin, n, sleep_s=args.sleep, timeout_s=timeout,
+                    stand_in_stats=stand_in_stats, repeat=rep, idle_s=args.idle, **kwargs)  # fmt: skip
         report["batches"].append(row)
         _say(f"  {_brief(row)}")
+
+    try:
+        with SandboxProcess(**options) as sandbox:
+            for rep in range(repeat):
+                for n in sizes:
+                    stand_in = n > args.real_runner_max_n
+                    run(sandbox, "ours", n, rep, stand_in=stand_in)
+                    if with_original and n <= args.original_max_n and rep < args.original_repeat:
+                        run(sandbox, "original", n, rep)
+                if faults_n:
+                    run(sandbox, "ours", faults_n, rep, stand_in=True, faults=True)
+            if not args.quick:
+                size = int(args.payload_gib * GIB)
+                for plugin in ["ours"] + (["original"] if with_original else []):
+                    for receive in (False, True):
+                        what = "result" if receive else "argument"
+                        _say(f"{args.payload_gib:g} GiB {what} ({plugin}) ...")
+                        row = big_payload(sandbox, plugin, receive=receive, size=size)
+                        report["payload"].append(row)
+                        _say(f"  {row}")
+        if not args.no_cold:
+            # The same N=100 batch with every runner a cold interpreter (no fork server):
+            # the fork server's effect, and the fairer comparison with the original (whose
+            # runner always starts cold).
+            n = min(100, max(sizes))
+            cold = {**options, "starters": [ORIGINAL_IMAGE_CMD]}
+            with SandboxProcess(**cold) as sandbox:
+                for rep in range(repeat):
+                    _say(f"N={n} ours, cold runner starts (no fork server) (run {rep + 1} of {repeat}) ...")
+                    row = batch(sandbox, "ours", n, sleep_s=args.sleep, timeout_s=120 + n * 3.0,
+                                repeat=rep, idle_s=args.idle)  # fmt: skip
+                    row["cold_starts"], row["kind"] = True, "cold"
+                    report["batches"].append(row)
+                    _say(f"  {_brief(row)}")
+    finally:
+        shutil.rmtree(stats_dir, ignore_errors=True)
     report["bench_seconds"] = round(time.monotonic() - started, 1)
+    report["conditions"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
-    from report import render_markdown  # noqa: PLC0415 - sibling module
+    from report import render_markdown, summarise  # noqa: PLC0415 - sibling module
 
+    report["summary"] = summarise(report)
     markdown = render_markdown(report)
     os.makedirs(args.out, exist_ok=True)
     # A quick check must not overwrite the figures of the last full run.
@@ -411,10 +545,18 @@ def _original_version() -> str | None:
 def _brief(row: dict[str, Any]) -> str:
     if "failed" in row:
         return f"FAILED: {row['failed'][:300]}"
-    return (
-        f"errors={row['errors']} wall={row['wall_s']}s exit->return p95="
-        f"{row['exit_to_return_s'].get('p95')}s per task: {row['calls_per_task']['client']}"
+    cost = row.get("cost", {})
+    describe = row.get("call_latency_s", {}).get("DescribeTasks", {})
+    brief = (
+        f"errors={row['errors']} wall={row['wall_s']}s launch={row.get('launch_phase_s')}s "
+        f"exit->seen p95={row['exit_to_seen_s'].get('p95')}s exit->return p95="
+        f"{row['exit_to_return_s'].get('p95')}s client={cost.get('client_cpu_ms_per_task')} ms/task "
+        f"sandbox={cost.get('sandbox_cpu_ms_per_request')} ms/request DescribeTasks p95="
+        f"{describe.get('p95')}s throttled={row.get('throttled_total')} load={row['load_1min']}"
     )
+    if "faults" in row:
+        brief += f" faults={row['faults']}"
+    return brief
 
 
 def _say(message: str) -> None:

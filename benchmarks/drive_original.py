@@ -19,7 +19,7 @@ import driver_common
 
 _HOME = driver_common.isolate_home()
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "original"))
-ARGS = driver_common.parse_args("drive_original.py")
+ARGS = driver_common.parser("drive_original.py").parse_args()
 # Imported in this order on purpose: boto3 patched before the plugin makes a client,
 # covalent before the plugin (circular-import trap), all after isolate_home().
 importlib.import_module("boto_endpoint").install(ARGS.endpoint_url, "original-client")
@@ -72,9 +72,11 @@ async def main() -> None:
         meta = {"dispatch_id": args.dispatch_id, "node_id": i, "results_dir": _HOME}
         return await executor.run(workload.sleep_then_return, [i, args.sleep], {}, meta)
 
+    cpu_before = driver_common.cpu_s()
     started = time.time()
     document["tasks"] = await driver_common.run_batch(args.n, run_one, timeout_s=args.timeout)
     document["wall_s"] = time.time() - started
+    document["batch_cpu_s"] = round(driver_common.cpu_s() - cpu_before, 3)
     document["idle"] = await driver_common.idle_calls(args.endpoint_url, args.idle)
     driver_common.emit(document)
 

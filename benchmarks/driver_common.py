@@ -18,6 +18,10 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+# In a task's environment (the executor's ``environment``): run the task's container as
+# the scale mode's stand-in (stand_in.py), for this many seconds.
+STAND_IN_ENV = "BENCH_STAND_IN_S"
+
 
 def isolate_home() -> str:
     """Keep covalent's config/db and boto3's files out of $HOME (set before imports)."""
@@ -37,7 +41,8 @@ def isolate_home() -> str:
     return root
 
 
-def parse_args(prog: str) -> argparse.Namespace:
+def parser(prog: str) -> argparse.ArgumentParser:
+    """The options both drivers take (a driver may add its own, then ``parse_args()``)."""
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--endpoint-url", required=True, help="the sandbox's endpoint")
     parser.add_argument("--n", type=int, default=1, help="concurrent tasks")
@@ -51,7 +56,7 @@ def parse_args(prog: str) -> argparse.Namespace:
         "result of this size",
     )  # fmt: skip
     parser.add_argument("--receive", action="store_true")
-    return parser.parse_args()
+    return parser
 
 
 def control(endpoint_url: str, name: str) -> Any:
@@ -147,6 +152,12 @@ async def measure_payload(
         "growth_kib": peak - baseline - result_bytes // 1024,
     }
     return document
+
+
+def cpu_s() -> float:
+    """CPU seconds (user + system) this process has used so far."""
+    times = os.times()
+    return times.user + times.system
 
 
 def emit(document: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
-"""The benchmark harness: bench.py still runs end to end (at N=2, this executor only), so
-``make bench`` cannot rot between releases, and the sandbox starters it plugs in
-(benchmarks/bench_starters.py) keep what a task is. Figures are printed by the
-benchmark, never asserted here: only that every column is produced and the run was
-clean."""
+"""The benchmark harness: bench.py still runs end to end (this executor only: N=1 on the
+real runner, N=2 on the scale mode's stand-in container, the faults row), so ``make bench``
+cannot rot between releases, and the sandbox starters it plugs in
+(benchmarks/bench_starters.py, benchmarks/stand_in.py) keep what a task is. Figures are
+printed by the benchmark, never asserted here: only that every column is produced and
+the run was clean."""
 
 from __future__ import annotations
 
@@ -34,27 +35,74 @@ STAND_IN_IMAGE = "public.ecr.aws/example/other-plugin-runner:stable"
 RUN_CEILING_S = 60
 
 
-def test_benchmark_harness_runs_two_tasks_and_writes_its_report(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """One bench.py run, this executor only, once: N=1 on the real runner, N=2 on the
+    scale mode's stand-in container, and the faults row at N=2; its JSON and Markdown."""
+    out = tmp_path_factory.mktemp("bench")
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--n", "2", "--quick", "--no-cold", "--no-original",
-         "--out", str(tmp_path)],
+        [sys.executable, str(BENCH), "--quick", "--n", "1,2", "--real-runner-max-n", "1",
+         "--faults-n", "2", "--no-cold", "--no-original", "--idle", "1", "--out", str(out)],
         capture_output=True, text=True, timeout=240, env=dict(os.environ),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / "latest-quick.json").read_text())
-    (row,) = report["batches"]
-    assert row["plugin"] == "ours" and row["n"] == 2 and row["errors"] == 0
+    markdown = (out / "latest-quick.md").read_text()
+    assert markdown in result.stdout
+    return json.loads((out / "latest-quick.json").read_text()), markdown
+
+
+def test_benchmark_harness_runs_a_batch_and_writes_its_report(bench_run: tuple[dict[str, Any], str]) -> None:
+    report, markdown = bench_run
+    row = report["batches"][0]
+    assert row["plugin"] == "ours" and row["n"] == 1 and row["errors"] == 0
+    assert row["runner"] == "real"
     assert row["calls_per_task"]["client"]["RunTask"] == 1
     assert row["calls_per_task"]["runner"]["S3 GET"] == 1
-    assert row["exit_to_return_s"]["count"] == 2
-    assert row["runner_start_to_function_s"]["count"] == 2
+    assert row["exit_to_return_s"]["count"] == 1
+    assert row["runner_start_to_function_s"]["count"] == 1
     # From the executor's public task events (covalent_ecs_executor.events).
     assert row["poll_cycles"] >= 1
-    assert row["describe_tasks_cycle_bound"] == 1  # two tasks: one DescribeTasks per cycle
-    markdown = (tmp_path / "latest-quick.md").read_text()
-    assert "## N = 2 concurrent tasks" in markdown
+    assert row["describe_tasks_cycle_bound"] == 1  # one DescribeTasks per cycle
+    # Each side's cost, so a slow figure can be traced to it.
+    assert row["cost"]["client_cpu_ms_per_task"] > 0
+    assert row["cost"]["sandbox_cpu_ms_per_request"] > 0
+    assert row["call_latency_s"]["DescribeTasks"]["count"] == row["calls_total"]["client"]["DescribeTasks"]
+    assert row["sandbox_cpu_s"]["tasks"] > 0 and row["sandbox_cpu_s"]["stand_in"] == 0
+    assert "## N = 1 concurrent tasks\n" in markdown
     assert "| client RunTask per task | 1 |" in markdown
-    assert markdown in result.stdout
+
+
+def test_the_stand_in_container_keeps_the_runners_contract_at_n_2(
+    bench_run: tuple[dict[str, Any], str],
+) -> None:
+    report, markdown = bench_run
+    row = report["batches"][1]
+    assert (row["n"], row["runner"], row["kind"]) == (2, "stand-in", "")
+    assert row["errors"] == 0 and row["exit_to_return_s"]["count"] == 2
+    # The runner's S3 requests, made by the stand-in with the runner's User-Agent and
+    # its own code (one GetObject of the payload, one PutObject of the envelope).
+    assert row["calls_per_task"]["runner"]["S3 GET"] == 1
+    assert row["calls_per_task"]["runner"]["S3 PUT"] == 1
+    assert row["runner_start_to_function_s"]["count"] == 2
+    # A thread of the sandbox, not a process: its CPU is counted apart.
+    assert row["sandbox_cpu_s"]["stand_in"] > 0 and row["sandbox_cpu_s"]["tasks"] == 0
+    assert "## N = 2 concurrent tasks (stand-in)" in markdown
+
+
+def test_the_faults_row_relaunches_what_never_ran_and_counts_no_duplicate(
+    bench_run: tuple[dict[str, Any], str],
+) -> None:
+    report, markdown = bench_run
+    row = report["batches"][2]
+    assert (row["n"], row["runner"], row["kind"]) == (2, "stand-in", "faults")
+    # At N=2 the plan scripts one ENI timeout: that task is relaunched once; both
+    # complete, and no container runs twice (from the sandbox agent's records).
+    assert row["errors"] == 0
+    counted = row["faults"]
+    assert counted["faults_applied"] == counted["relaunches_said_by_executor"] == 1
+    assert counted["tasks_started"] == 3 and counted["never_ran"] == 1
+    assert counted["duplicate_executions"] == 0 and counted["nodes_ran_once"] == 2
+    assert "## Faults row: N = 2" in markdown
 
 
 # -- the fork server (bench_starters.ForkServerStarter), in a sandbox process as bench.py runs it
@@ -138,10 +186,12 @@ def test_stop_task_terminates_a_forked_runner(forking_sandbox: SandboxClient) ->
         )
         return await asyncio.wait_for(running, RUN_CEILING_S)
 
-    # Stopped from outside (not a Covalent cancel): the node fails, naming the stop.
+    # Stopped from outside (not a Covalent cancel) while the function ran: the forked
+    # runner handles SIGTERM as the real one does, writing an "interrupted" envelope, and
+    # the node fails naming the stop.
     with pytest.raises(TaskRuntimeError) as raised:
         asyncio.run(run_and_stop())
-    assert isinstance(raised.value.__cause__, TaskStoppedError)
+    assert isinstance(raised.value.__cause__, TaskInterruptedError)
     assert raised.value.__cause__.stop_code == "UserInitiated"
     # SIGTERM before the function started kills the runner (143, as Docker reports it,
     # no result); once it runs, the runner writes an "interrupted" result and exits 0.

@@ -191,7 +191,7 @@ def test_stop_task_terminates_a_forked_runner(forking_sandbox: SandboxClient) ->
     # the node fails naming the stop.
     with pytest.raises(TaskRuntimeError) as raised:
         asyncio.run(run_and_stop())
-    assert isinstance(raised.value.__cause__, TaskInterruptedError)
+    assert isinstance(raised.value.__cause__, TaskStoppedError)  # TaskInterruptedError is one
     assert raised.value.__cause__.stop_code == "UserInitiated"
     # SIGTERM before the function started kills the runner (143, as Docker reports it,
     # no result); once it runs, the runner writes an "interrupted" result and exits 0.

@@ -35,21 +35,24 @@ def run_tasks(executor, calls, *, dispatch_id=None):
     return asyncio.run(main())
 
 
-def bucket_keys(sandbox):
+def bucket_keys(sandbox, dispatch_id):
+    """This dispatch's objects only: the bucket is shared with every other test (a test
+    that keeps an unread result on purpose leaves it there)."""
     s3 = sandbox.client("s3", internal=True)
     bucket = sandbox.executor_config["s3_bucket_name"]
-    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="covalent-ecs/").get("Contents", [])]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"covalent-ecs/{dispatch_id}/")
+    return [o["Key"] for o in listed.get("Contents", [])]
 
 
-def staged_objects(sandbox):
+def staged_objects(sandbox, dispatch_id):
     """Payloads and results left behind (each run's durable record stays by design)."""
-    return [key for key in bucket_keys(sandbox) if "/records/" not in key]
+    return [key for key in bucket_keys(sandbox, dispatch_id) if "/records/" not in key]
 
 
 def test_one_task_costs_one_runtask_and_four_client_s3_requests(fresh_sandbox):
-    keys_before = set(bucket_keys(fresh_sandbox))
+    dispatch_id = f"test-{uuid.uuid4().hex[:8]}"
     executor = ECSExecutor(**{**fresh_sandbox.executor_config, "ecs_task_family_name": f"fam-{uuid.uuid4().hex[:6]}"})
-    assert run_tasks(executor, [(pow, (2, 10), {})]) == [1024]
+    assert run_tasks(executor, [(pow, (2, 10), {})], dispatch_id=dispatch_id) == [1024]
     calls = fresh_sandbox.calls()
     assert calls["ecs.RunTask"] == 1
     assert calls["ecs.RegisterTaskDefinition"] == 1  # a new family: registered once
@@ -58,8 +61,8 @@ def test_one_task_costs_one_runtask_and_four_client_s3_requests(fresh_sandbox):
     # runner GetObject (payload) + client GetObject (result). No HeadObject on either side.
     assert calls["s3.PutObject"] == 3 and calls["s3.GetObject"] == 2
     assert "s3.HeadObject" not in calls
-    assert staged_objects(fresh_sandbox) == []
-    (record,) = set(bucket_keys(fresh_sandbox)) - keys_before
+    assert staged_objects(fresh_sandbox, dispatch_id) == []
+    (record,) = bucket_keys(fresh_sandbox, dispatch_id)
     assert "/records/0-" in record and record.endswith(".json")
 
 
@@ -78,12 +81,13 @@ def test_large_argument_and_result_travel_through_multipart_staging(fresh_sandbo
     def reverse(data):
         return data[::-1]
 
+    dispatch_id = f"test-{uuid.uuid4().hex[:8]}"
     executor = ECSExecutor(**fresh_sandbox.executor_config)
-    [result] = run_tasks(executor, [(reverse, (blob,), {})])
+    [result] = run_tasks(executor, [(reverse, (blob,), {})], dispatch_id=dispatch_id)
     assert len(result) == len(blob) and result == blob[::-1]
     calls = fresh_sandbox.calls()
     assert calls["s3.CreateMultipartUpload"] >= 2  # payload (client) and result (runner)
-    assert staged_objects(fresh_sandbox) == []
+    assert staged_objects(fresh_sandbox, dispatch_id) == []
 
 
 def test_a_background_process_holding_stdout_does_not_hold_the_task(fresh_sandbox):

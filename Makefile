@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit demo sandbox lint clean publish-image runner-requirements bench bench-quick bench-original
+.PHONY: install test test-unit demo sandbox lint clean publish-image runner-requirements bench bench-quick bench-original bench-compare
 
 # uv (a package on PyPI) installs the same pinned wheels several times faster than pip;
 # when it cannot be installed, or cannot install (uv does not read pip's configuration:
@@ -50,6 +50,10 @@ bench: install bench-original
 
 bench-quick: install bench-original
 	$(PY) benchmarks/bench.py --quick $(BENCH_ARGS)
+
+# Is the run `make bench` just wrote the same as the committed one? (issue 18's rule)
+bench-compare: install
+	$(PY) benchmarks/compare.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit demo sandbox lint clean publish-image runner-requirements bench bench-quick bench-original bench-compare
+.PHONY: install test test-unit demo sandbox lint clean publish-image runner-requirements bench bench-quick bench-original bench-compare bench-runner-start
 
 # uv (a package on PyPI) installs the same pinned wheels several times faster than pip;
 # when it cannot be installed, or cannot install (uv does not read pip's configuration:
@@ -54,6 +54,11 @@ bench-quick: install bench-original
 # Is the run `make bench` just wrote the same as the committed one? (issue 18's rule)
 bench-compare: install
 	$(PY) benchmarks/compare.py
+
+# Runner start in the published image (Debian base, chroot; needs root): prints
+# "container start -> function start" p50/p95 over 12 cold starts.
+bench-runner-start: install
+	$(PY) benchmarks/runner_start.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -39,6 +39,9 @@ _PROCESS_STARTED = time.time()
 _DRAIN_TIMEOUT_S = 1.0
 # Whole-download tries when the payload's body breaks mid-stream.
 _DOWNLOAD_ATTEMPTS = 3
+# Results below this size go up in one PutObject; larger ones through s3transfer's
+# multipart upload (imported only then: it and boto3's layers cost ~0.1 s of a cold start).
+_SINGLE_PUT_MAX_BYTES = 64 * 1024 * 1024
 
 
 def _log(message: str) -> None:
@@ -305,9 +308,41 @@ def _fetch_and_run(
     _run_payload(payload_path, envelope)
 
 
-def run(bucket: str, payload_key: str, result_key: str) -> int:
-    import boto3
+def _s3_client() -> Any:
+    """botocore's client straight from a session: boto3's session and resource layers
+    add imports and nothing the runner uses (credentials, region and AWS_ENDPOINT_URL
+    are resolved by botocore either way)."""
+    import botocore.session
+    from botocore.config import Config
 
+    # The user agent lets the sandbox (and S3 access logs) tell runner calls from client calls.
+    return botocore.session.get_session().create_client(
+        "s3",
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 10},
+            user_agent_extra=f"covalent-ecs-runtime/{contract.RUNNER_VERSION}",
+        ),
+    )
+
+
+def _upload_result(s3: Any, path: str, bucket: str, key: str, owner: str, mac_hex: str) -> None:
+    """One PutObject, or a multipart upload for a large result; both name the owner."""
+    extra = {
+        "ServerSideEncryption": "AES256",
+        "ExpectedBucketOwner": owner,
+        "Metadata": contract.object_metadata(mac_hex),
+    }
+    if os.path.getsize(path) < _SINGLE_PUT_MAX_BYTES:
+        with open(path, "rb") as body:
+            s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+        return
+    from s3transfer.manager import TransferManager
+
+    with TransferManager(s3) as manager:
+        manager.upload(path, bucket, key, extra_args=extra).result()
+
+
+def run(bucket: str, payload_key: str, result_key: str) -> int:
     run_secrets = _take_run_secrets()
     if run_secrets is None:
         # Without both, nothing may be read (unverifiable) or written (unsigned, or to a
@@ -326,16 +361,7 @@ def run(bucket: str, payload_key: str, result_key: str) -> int:
     versions = contract.runtime_versions()
     envelope["runtime"] = versions
     label = os.environ.get(contract.ENV_TASK_LABEL, payload_key)
-    from botocore.config import Config
-
-    # The user agent lets the sandbox (and S3 access logs) tell runner calls from client calls.
-    s3 = boto3.client(
-        "s3",
-        config=Config(
-            retries={"mode": "standard", "max_attempts": 10},
-            user_agent_extra=f"covalent-ecs-runtime/{contract.RUNNER_VERSION}",
-        ),
-    )
+    s3 = _s3_client()
 
     with tempfile.TemporaryDirectory(prefix="covalent-ecs-") as workdir:
         payload_path = os.path.join(workdir, "payload.pkl")
@@ -351,16 +377,7 @@ def run(bucket: str, payload_key: str, result_key: str) -> int:
         envelope["timings"]["result_written"] = time.time()
         mac_hex = _write_envelope(envelope, result_path, signing_key, result_key)
         try:
-            s3.upload_file(
-                result_path,
-                bucket,
-                result_key,
-                ExtraArgs={
-                    "ServerSideEncryption": "AES256",
-                    "ExpectedBucketOwner": owner,
-                    "Metadata": contract.object_metadata(mac_hex),
-                },
-            )
+            _upload_result(s3, result_path, bucket, result_key, owner, mac_hex)
         except Exception as exc:  # noqa: BLE001 - nothing else can tell the client
             _log(f"could not write the result to s3://{bucket}/{result_key}: {exc}")
             return contract.EXIT_NO_RESULT

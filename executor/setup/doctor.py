@@ -34,10 +34,13 @@ from . import conffile, iampolicy
 from .doctor_rules import (
     Outcome,
     Status,
+    caller_principal,
+    client_needs,
     ecr_route,
     every_subnet,
     execution_role_needs,
     failed,
+    judge_client,
     judge_cluster,
     judge_config,
     judge_log_group,
@@ -106,7 +109,9 @@ def check_launch_settings(*, validated_config: ExecutorConfig) -> Outcome:
     try:
         validated_config.require_launch_settings()
     except ConfigError as err:
-        return failed(str(err), "`covalent-ecs infra deploy --write-conf PATH` writes a complete block")
+        return failed(
+            str(err), "`covalent-ecs infra deploy --write-conf PATH` writes a complete block"
+        )
     return passed(
         f"subnet {validated_config.ecs_task_subnet_id}, security group "
         f"{validated_config.ecs_task_security_group_id}",
@@ -140,6 +145,7 @@ def check_credentials(*, config: ExecutorConfig) -> Outcome:
         f"{identity['Arn']} (account {account}), region {clients.region}",
         clients=clients,
         account=account,
+        caller_arn=identity["Arn"],
     )
 
 
@@ -149,7 +155,10 @@ def check_bucket(*, config: ExecutorConfig, clients: aws.Clients, account: str) 
         # ExpectedBucketOwner: S3 answers 403 when the bucket is another account's, so a
         # look-alike bucket someone else owns is never used for staging.
         aws.call(
-            clients.s3.head_bucket, f"read s3://{bucket}", Bucket=bucket, ExpectedBucketOwner=account
+            clients.s3.head_bucket,
+            f"read s3://{bucket}",
+            Bucket=bucket,
+            ExpectedBucketOwner=account,
         )
     except ECSExecutorError as err:
         if aws.has_code(err, "404", "NoSuchBucket"):
@@ -234,13 +243,45 @@ def check_task_role(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
     )  # fmt: skip
 
 
+def check_client_permissions(
+    *, config: ExecutorConfig, clients: aws.Clients, account: str, caller_arn: str
+) -> Outcome:
+    """The identity doctor runs as (the one the Covalent server uses, given the same
+    settings) may make the executor's calls and those of report/ps/stop/logs. Reads
+    only policy documents; when they cannot be read, a warning says what was not verified."""
+    needs = client_needs(
+        config, partition=clients.partition, region=clients.region, account=account,
+        image=parse_ecr_image(runner_image_uri(config, clients)),
+    )  # fmt: skip
+    principal = caller_principal(caller_arn)
+    if principal.kind == "root":
+        why = "the root user's permissions are not in IAM policies (it may do everything; run as an IAM user or role instead)"
+        return judge_client(principal, None, needs, unreadable=why)
+    if principal.kind not in ("user", "role"):
+        why = "its permissions come from the session that signed in, which IAM cannot show"
+        return judge_client(principal, None, needs, unreadable=why)
+    try:
+        documents = _identity_policies(clients, principal.kind, principal.name)
+    except ECSExecutorError as err:
+        if aws.is_unreachable(err):
+            raise
+        if aws.has_code(err, "NoSuchEntity"):
+            why = f"IAM has no {principal.kind} named {principal.name}"
+        elif aws.has_code(err, "AccessDenied", "AccessDeniedException"):
+            why = "it may not read its own policies (AccessDenied)"
+        else:
+            raise
+        return judge_client(principal, None, needs, unreadable=why)
+    return judge_client(principal, documents, needs)
+
+
 def check_subnet(*, config: ExecutorConfig, clients: aws.Clients) -> Outcome:
     """Every configured subnet exists, and all are in one VPC (ECS requires it)."""
     wanted = as_list(config.ecs_task_subnet_id)
     try:
-        found = aws.call(
-            clients.ec2.describe_subnets, "describe the subnets", SubnetIds=wanted
-        )["Subnets"]
+        found = aws.call(clients.ec2.describe_subnets, "describe the subnets", SubnetIds=wanted)[
+            "Subnets"
+        ]
     except ECSExecutorError as err:
         if not aws.has_code(err, "InvalidSubnetID.NotFound"):
             raise
@@ -388,12 +429,22 @@ def _secret_exists(clients: aws.Clients, arn: str) -> bool:
 CHECKS: tuple[Row, ...] = (
     Row("config", check_config, needs=INPUTS, gives=("validated_config",)),
     Row("launch settings", check_launch_settings, needs=("validated_config",), gives=("config",)),
-    Row("credentials", check_credentials, needs=("config",), gives=("clients", "account")),
+    Row(
+        "credentials",
+        check_credentials,
+        needs=("config",),
+        gives=("clients", "account", "caller_arn"),
+    ),
     Row("bucket", check_bucket, needs=("config", "clients", "account"), gives=("bucket",)),
     Row("bucket writable", check_bucket_writable, needs=("clients", "account", "bucket")),
     Row("cluster", check_cluster, needs=("config", "clients")),
     Row("execution role", check_execution_role, needs=("config", "clients", "account")),
     Row("task role", check_task_role, needs=("config", "clients")),
+    Row(
+        "client permissions",
+        check_client_permissions,
+        needs=("config", "clients", "account", "caller_arn"),
+    ),  # fmt: skip
     Row("subnet", check_subnet, needs=("config", "clients"), gives=("vpc_id",)),
     Row("security group", check_security_group, needs=("config", "clients", "vpc_id")),
     Row("route to ECR", check_route_to_ecr, needs=("config", "clients", "vpc_id")),
@@ -422,7 +473,9 @@ def run_checks(
         outcome = _outcome(row, {fact: facts[fact] for fact in row.needs})
         if outcome.status == "ok":
             if set(outcome.facts) != set(row.gives):
-                raise RuntimeError(f"check {row.name!r} gave {sorted(outcome.facts)}, not {row.gives}")
+                raise RuntimeError(
+                    f"check {row.name!r} gave {sorted(outcome.facts)}, not {row.gives}"
+                )
             facts.update(outcome.facts)
         results[row.name] = Check(row.name, outcome.status, outcome.detail, outcome.fix)
     return list(results.values())
@@ -468,17 +521,40 @@ def _read_role(
                 f"`covalent-ecs infra deploy` creates it; or set {key}",
             ) from err
         raise
-    reading = f"read {name}'s policies"
-    inline = aws.call(iam.list_role_policies, reading, RoleName=name)["PolicyNames"]
+    documents = _identity_policies(clients, "role", name)
+    return name, documents, iampolicy.as_document(role["AssumeRolePolicyDocument"])
+
+
+# IAM's calls per kind of identity: inline policies, attached managed policies.
+_POLICY_CALLS = {
+    "role": ("list_role_policies", "get_role_policy", "list_attached_role_policies", "RoleName"),
+    "user": ("list_user_policies", "get_user_policy", "list_attached_user_policies", "UserName"),
+    "group": (
+        "list_group_policies",
+        "get_group_policy",
+        "list_attached_group_policies",
+        "GroupName",
+    ),
+}
+
+
+def _identity_policies(clients: aws.Clients, kind: str, name: str) -> list[dict[str, Any]]:
+    """The policy documents of an IAM role, user (its groups' included) or group: inline
+    and attached. Only documents are read; AWS managed ones we know are not fetched."""
+    iam = clients.iam
+    list_inline, get_inline, list_attached, name_key = _POLICY_CALLS[kind]
+    reading = f"read the policies of IAM {kind} {name}"
+    named = {name_key: name}
+    inline = aws.call(getattr(iam, list_inline), reading, **named)["PolicyNames"]
     documents = [
         iampolicy.as_document(
-            aws.call(iam.get_role_policy, reading, RoleName=name, PolicyName=policy)[
+            aws.call(getattr(iam, get_inline), reading, **named, PolicyName=policy)[
                 "PolicyDocument"
             ]
         )
         for policy in inline
     ]
-    attached = aws.call(iam.list_attached_role_policies, reading, RoleName=name)
+    attached = aws.call(getattr(iam, list_attached), reading, **named)
     for policy in attached["AttachedPolicies"]:
         arn = policy["PolicyArn"]
         known = iampolicy.aws_managed_policy(arn)
@@ -488,7 +564,11 @@ def _read_role(
         version = aws.call(iam.get_policy, reading, PolicyArn=arn)["Policy"]["DefaultVersionId"]
         document = aws.call(iam.get_policy_version, reading, PolicyArn=arn, VersionId=version)
         documents.append(iampolicy.as_document(document["PolicyVersion"]["Document"]))
-    return name, documents, iampolicy.as_document(role["AssumeRolePolicyDocument"])
+    if kind == "user":
+        groups = aws.call(iam.list_groups_for_user, reading, UserName=name)["Groups"]
+        for group in groups:
+            documents += _identity_policies(clients, "group", group["GroupName"])
+    return documents
 
 
 def aws_error_fix(err: ECSExecutorError, clients: aws.Clients | None) -> str:

@@ -9,12 +9,18 @@ from typing import Any
 
 from .doctor import Check, run_checks
 
-_MARKS = {"ok": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]–[/]"}
+_MARKS = {
+    "ok": "[green]✓[/]",
+    "fail": "[bold red]✗[/]",
+    "skip": "[dim]–[/]",
+    "warn": "[yellow]![/]",
+}
 _INDENT = "    "
 
 
 def main(conf_path: str | None, overrides: Mapping[str, Any], *, as_json: bool) -> int:
-    """Run every check, print the report; the exit code (1 when any check failed)."""
+    """Run every check, print the report; the exit code (1 when any check failed; a
+    warning, something doctor could not verify, does not fail it)."""
     from .conffile import default_conf_path
 
     checks = run_checks(conf_path or default_conf_path(), overrides)
@@ -47,21 +53,24 @@ def lines(checks: list[Check]) -> list[str]:
         detail = escape(check.detail).replace("\n", "\n" + _INDENT)
         out.append(f"{_MARKS[check.status]} [bold]{escape(check.name)}[/]: {detail}")
         if check.fix:
-            out.append(f"{_INDENT}[yellow]fix:[/] {escape(check.fix)}")
+            label = "hint" if check.status == "warn" else "fix"
+            out.append(f"{_INDENT}[yellow]{label}:[/] {escape(check.fix)}")
     return [*out, "", summary_line(checks)]
 
 
 def summary_line(checks: list[Check]) -> str:
-    """``13 checks: all passed``, or how many passed, failed and were not checked."""
-    counts = {status: sum(c.status == status for c in checks) for status in ("ok", "fail", "skip")}
+    """``13 checks: all passed``, or how many passed, failed, warned and were not checked."""
+    counts = {status: sum(c.status == status for c in checks) for status in _MARKS}
     total = plural(len(checks), "check")
     if counts["ok"] == len(checks):
         return f"{total}: all passed"
     parts = [
-        f"{counts[status]} {word}"
-        for status, word in (("ok", "passed"), ("fail", "failed"), ("skip", "not checked"))
-        if counts[status]
+        f"{counts['ok']} passed" if counts["ok"] else "",
+        f"{counts['fail']} failed" if counts["fail"] else "",
+        plural(counts["warn"], "warning") if counts["warn"] else "",
+        f"{counts['skip']} not checked" if counts["skip"] else "",
     ]
+    parts = [part for part in parts if part]
     return f"{total}: {', '.join(parts)}"
 
 

@@ -15,7 +15,8 @@ from ..errors import ConfigError
 from ..image.refs import ImageRef
 from . import iampolicy
 
-Status = Literal["ok", "fail", "skip"]
+# "warn": something doctor could not verify; it does not fail doctor.
+Status = Literal["ok", "fail", "skip", "warn"]
 ECS_TASKS_SERVICE = "ecs-tasks.amazonaws.com"
 # What a task in a subnet without internet access needs to reach (AWS docs:
 # https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html).
@@ -44,6 +45,10 @@ def not_checked(detail: str) -> Outcome:
     return Outcome("skip", detail)
 
 
+def warned(detail: str, fix: str) -> Outcome:
+    return Outcome("warn", detail, fix)
+
+
 WRITE_BLOCK_FIX = (
     "write one: `covalent-ecs infra deploy --write-conf {path}` (AWS), or "
     "`covalent-ecs sandbox --write-conf {path}` (local); or give --conf the file that has it"
@@ -51,12 +56,17 @@ WRITE_BLOCK_FIX = (
 
 
 def judge_config(
-    conf_path: str, file_exists: bool, section: Mapping[str, Any] | None, overrides: Mapping[str, Any]
+    conf_path: str,
+    file_exists: bool,
+    section: Mapping[str, Any] | None,
+    overrides: Mapping[str, Any],
 ) -> Outcome:
     """Is ``[executors.ecs]`` there, more than defaults, and valid with ``overrides``?"""
     fix = WRITE_BLOCK_FIX.format(path=conf_path)
     if section is None and not file_exists:
-        return failed(f"cannot read {conf_path}: no such file, so every key would take its default", fix)
+        return failed(
+            f"cannot read {conf_path}: no such file, so every key would take its default", fix
+        )
     if section is None:
         return failed(
             f"{conf_path} has no [executors.ecs] section, so every key would take its default", fix
@@ -122,7 +132,9 @@ def execution_role_needs(
     """(action, resource) pairs the execution role must allow: pull an ECR image, write logs."""
     needs: list[tuple[str, str]] = []
     if image is not None:
-        repository = f"arn:{partition}:ecr:{image.region}:{image.account}:repository/{image.repository}"
+        repository = (
+            f"arn:{partition}:ecr:{image.region}:{image.account}:repository/{image.repository}"
+        )
         needs.append(("ecr:GetAuthorizationToken", "*"))
         needs += [
             (action, repository)
@@ -239,11 +251,14 @@ def ecr_route(
     The subnet's route table is the one associated with it, else the VPC's main one.
     """
     table = next(
-        (t for t in route_tables for a in t.get("Associations", []) if a.get("SubnetId") == subnet_id),
+        (
+            t
+            for t in route_tables
+            for a in t.get("Associations", [])
+            if a.get("SubnetId") == subnet_id
+        ),
         None,
-    ) or next(
-        (t for t in route_tables for a in t.get("Associations", []) if a.get("Main")), None
-    )
+    ) or next((t for t in route_tables for a in t.get("Associations", []) if a.get("Main")), None)
     default_routes = [
         route
         for route in (table or {}).get("Routes", [])
@@ -307,4 +322,112 @@ def judge_runner_image(uri: str, image: ImageRef, wanted_tag: str) -> Outcome:
         )
     if image.tag == wanted_tag:
         return passed(f"{uri} exists and is this version's runner")
-    return passed(f"{uri} exists (custom image: the runner checks Python and cloudpickle at run time)")
+    return passed(
+        f"{uri} exists (custom image: the runner checks Python and cloudpickle at run time)"
+    )
+
+
+# ------------------------------------------------------------ the client identity
+EXECUTOR_USER = "the executor"
+COMMAND_USERS = {command: f"`covalent-ecs {command}`" for command in iampolicy.COMMAND_NEEDS}
+CLIENT_POLICY_FIX = (
+    "attach the stack's client policy (output ClientPolicyArn of `covalent-ecs infra "
+    "deploy`) to {principal}, or allow these actions on these resources"
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Whose policies decide what the caller may do: an IAM ``user`` or ``role`` by
+    name, or ``kind`` "root" / "federated" / "unknown" when none can be read."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"IAM {self.kind} {self.name}" if self.kind in ("user", "role") else self.name
+
+
+def caller_principal(arn: str) -> Principal:
+    """The identity behind a GetCallerIdentity ARN. An assumed role's session
+    (``arn:aws:sts::1:assumed-role/Name/session``) is role ``Name``; paths are dropped
+    (IAM's Get*/List* calls take the bare name)."""
+    resource = arn.split(":", 5)[5] if arn.count(":") >= 5 else ""
+    kind, _, rest = resource.partition("/")
+    if kind == "assumed-role" and rest:
+        return Principal("role", rest.split("/", 1)[0])
+    if kind in ("user", "role") and rest:
+        return Principal(kind, rest.rsplit("/", 1)[-1])
+    if resource == "root":
+        return Principal("root", f"the root user of account {arn.split(':')[4]}")
+    if kind == "federated-user":
+        return Principal("federated", f"federated user {rest}")
+    return Principal("unknown", arn)
+
+
+def client_needs(
+    config: Any, *, partition: str, region: str, account: str, image: ImageRef | None
+) -> dict[str, list[tuple[str, str]]]:
+    """User ("the executor", "`covalent-ecs ps`"...) -> the (action, resource) pairs
+    the client identity needs for it, for this configuration."""
+
+    def role_arn(name_or_arn: str) -> str:
+        if name_or_arn.startswith("arn:"):
+            return name_or_arn
+        return f"arn:{partition}:iam::{account}:role/{name_or_arn}"
+
+    names = {
+        "partition": partition, "region": region, "account": account,
+        "bucket": config.s3_bucket_name, "cluster": config.ecs_cluster_name,
+        "log_group": config.ecs_task_log_group_name,
+        "family": taskdefs.task_definition_family(config.ecs_task_family_name, {}),
+        "execution_role_arn": role_arn(config.ecs_task_execution_role_name),
+        "task_role_arn": role_arn(config.ecs_task_role_name),
+    }  # fmt: skip
+    executor = [(action, resource.format(**names)) for action, resource in iampolicy.EXECUTOR_NEEDS]
+    if image is not None:
+        action, resource = iampolicy.ECR_IMAGE_NEED
+        executor.append((action, resource.format(
+            partition=partition, ecr_region=image.region, ecr_account=image.account,
+            repository=image.repository,
+        )))  # fmt: skip
+    return {
+        EXECUTOR_USER: executor,
+        **{
+            user: iampolicy.command_needs(command, **names)
+            for command, user in COMMAND_USERS.items()
+        },
+    }
+
+
+def _users_of(needs: dict[str, list[tuple[str, str]]]) -> str:
+    commands = [user for user in needs if user != EXECUTOR_USER]
+    return f"{EXECUTOR_USER}'s calls and those of {', '.join(commands)}"
+
+
+def judge_client(
+    principal: Principal,
+    documents: list[dict[str, Any]] | None,
+    needs: dict[str, list[tuple[str, str]]],
+    *,
+    unreadable: str = "",
+) -> Outcome:
+    """Do the client identity's policies allow what the executor and the commands call?
+    ``documents`` None: they could not be read (``unreadable`` says why): a warning."""
+    if documents is None:
+        actions = sorted({action for pairs in needs.values() for action, _ in pairs})
+        return warned(
+            f"{principal}: {unreadable}, so {_users_of(needs)} were not verified "
+            f"({', '.join(actions)})",
+            "let this identity read its own policies (iam:Get*/List* on itself) for doctor "
+            "to check them, or check by hand that it has the stack's client policy "
+            "(ClientPolicyArn of `covalent-ecs infra deploy`)",
+        )
+    missing = iampolicy.missing_with_users(documents, needs)
+    if missing:
+        return failed(
+            f"{principal} may not: " + "; ".join(missing),
+            CLIENT_POLICY_FIX.format(principal=principal),
+        )
+    count = len({pair for pairs in needs.values() for pair in pairs})
+    return passed(f"{principal} may make {_users_of(needs)} ({count} action/resource pairs)")

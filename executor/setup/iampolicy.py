@@ -52,7 +52,11 @@ _TASK = "arn:{partition}:ecs:{region}:{account}:task/{cluster}/*"
 _RECORDS = "arn:{partition}:s3:::{bucket}/covalent-ecs/*"
 _BUCKET = "arn:{partition}:s3:::{bucket}"
 COMMAND_NEEDS: dict[str, list[tuple[str, str]]] = {
-    "report": [("s3:ListBucket", _BUCKET), ("s3:GetObject", _RECORDS), ("ecs:DescribeTasks", _TASK)],
+    "report": [
+        ("s3:ListBucket", _BUCKET),
+        ("s3:GetObject", _RECORDS),
+        ("ecs:DescribeTasks", _TASK),
+    ],
     "ps": [("ecs:ListTasks", "*"), ("ecs:DescribeTasks", _TASK)],
     "stop": [("ecs:ListTasks", "*"), ("ecs:DescribeTasks", _TASK), ("ecs:StopTask", _TASK)],
     "logs": [
@@ -65,10 +69,54 @@ COMMAND_NEEDS: dict[str, list[tuple[str, str]]] = {
 }
 
 
+# What the executor itself calls from the client while running tasks (staging.py,
+# records.py, taskdefs.py, launch.py, poller.py, livetasks.py, tasklogs.py, aws.py);
+# the ClientPolicy grants them too. ``{family}`` is a task-definition family the
+# executor would register; the roles are the ARNs it passes to ECS.
+EXECUTOR_NEEDS: list[tuple[str, str]] = [
+    ("sts:GetCallerIdentity", "*"),
+    ("s3:PutObject", _RECORDS),
+    ("s3:GetObject", _RECORDS),
+    ("s3:DeleteObject", _RECORDS),
+    ("s3:ListBucket", _BUCKET),
+    ("ecs:DescribeTaskDefinition", "*"),
+    ("ecs:RegisterTaskDefinition", "*"),
+    ("ecs:RunTask", "arn:{partition}:ecs:{region}:{account}:task-definition/{family}:1"),
+    ("ecs:TagResource", _TASK),
+    ("ecs:DescribeTasks", _TASK),
+    ("ecs:StopTask", _TASK),
+    ("iam:PassRole", "{execution_role_arn}"),
+    ("iam:PassRole", "{task_role_arn}"),
+    ("logs:GetLogEvents", "arn:{partition}:logs:{region}:{account}:log-group:{log_group}:*"),
+]
+# Resolving the runner image's tag to a digest, when the image is in ECR.
+ECR_IMAGE_NEED = (
+    "ecr:DescribeImages",
+    "arn:{partition}:ecr:{ecr_region}:{ecr_account}:repository/{repository}",
+)
+
+
 def command_needs(command: str, **names: str) -> list[tuple[str, str]]:
     """``COMMAND_NEEDS[command]`` with partition, region, account, bucket, cluster and
     log_group filled in."""
     return [(action, resource.format(**names)) for action, resource in COMMAND_NEEDS[command]]
+
+
+def missing_with_users(
+    documents: list[dict[str, Any]], needs: dict[str, list[tuple[str, str]]]
+) -> list[str]:
+    """Each ``(action, resource)`` of ``needs`` (user -> pairs) that ``documents`` do
+    not allow, once, naming every user that needs it, in first-seen order."""
+    users: dict[tuple[str, str], list[str]] = {}
+    for user, pairs in needs.items():
+        for pair in pairs:
+            if user not in users.setdefault(pair, []):
+                users[pair].append(user)
+    return [
+        f"{missing_actions([], [pair])[0]} (needed by {', '.join(who)})"
+        for pair, who in users.items()
+        if not allows(documents, *pair)
+    ]
 
 
 def aws_managed_policy(arn: str) -> dict[str, Any] | None:
@@ -116,7 +164,9 @@ def _applies(statement: dict[str, Any], action: str, resource: str) -> bool:
     if "Resource" in statement:
         resource_ok = _matches(_listed(statement["Resource"]), resource, ignore_case=False)
     else:
-        resource_ok = not _matches(_listed(statement.get("NotResource")), resource, ignore_case=False)
+        resource_ok = not _matches(
+            _listed(statement.get("NotResource")), resource, ignore_case=False
+        )
     return action_ok and resource_ok
 
 
@@ -135,9 +185,7 @@ def allows(documents: list[dict[str, Any]], action: str, resource: str = "*") ->
     return allowed
 
 
-def missing_actions(
-    documents: list[dict[str, Any]], needs: list[tuple[str, str]]
-) -> list[str]:
+def missing_actions(documents: list[dict[str, Any]], needs: list[tuple[str, str]]) -> list[str]:
     """The ``(action, resource)`` pairs of ``needs`` that ``documents`` do not allow."""
     return [
         action if resource == "*" else f"{action} on {resource}"

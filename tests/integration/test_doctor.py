@@ -5,11 +5,16 @@ Each test deploys its own stack (`covalent-ecs infra deploy`), pushes the runner
 the way `covalent-ecs publish-image` would (a manifest under this version's tag), then
 breaks one thing through the sandbox's AWS API or in the conf file.
 
+The client identity: moto answers GetCallerIdentity with the IAM user (or assumed role)
+whose keys signed the request, so a test makes one, gives it a policy, and writes its
+keys into the conf; the sandbox's own keys belong to no IAM user (``user/moto``), whose
+policies therefore cannot be read: a warning.
+
 What moto cannot emulate, so not tested here: a bucket owned by another account
 (moto ignores ExpectedBucketOwner), an identity denied by IAM (moto does not enforce
-IAM: "bucket writable" and every access-denied path), invalid or expired keys (moto
-accepts any), and real network reachability (doctor reads route tables and endpoints;
-nothing is probed).
+IAM: "bucket writable" and every access-denied path, including an identity that may
+not read its own policies), invalid or expired keys (moto accepts any), and real
+network reachability (doctor reads route tables and endpoints; nothing is probed).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ ALL_CHECKS = [
     "cluster",
     "execution role",
     "task role",
+    "client permissions",
     "subnet",
     "security group",
     "route to ECR",
@@ -57,13 +63,128 @@ def role_name(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
-def test_doctor_passes_on_a_deployed_stack(stack):
-    code, report, lines = doctor(stack["conf"])
+def client_policy_arn(sandbox, stack) -> str:
+    described = sandbox.client("cloudformation", internal=True).describe_stacks(
+        StackName=stack["stack"]
+    )
+    (arn,) = [
+        o["OutputValue"]
+        for o in described["Stacks"][0]["Outputs"]
+        if o["OutputKey"] == "ClientPolicyArn"
+    ]
+    return arn
+
+
+def client_policy_document(sandbox, stack) -> dict[str, Any]:
+    """The stack's ClientPolicy, as IAM stores it."""
+    iam = sandbox.client("iam", internal=True)
+    arn = client_policy_arn(sandbox, stack)
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+    return document if isinstance(document, dict) else json.loads(document)
+
+
+def write_keys(tmp_path, keys: dict[str, str]) -> str:
+    path = tmp_path / f"credentials-{os.urandom(3).hex()}"
+    path.write_text(
+        "[default]\n" + "".join(f"aws_{name} = {value}\n" for name, value in keys.items())
+    )
+    return str(path)
+
+
+def user_with_client_policy(sandbox, stack, tmp_path) -> str:
+    """A credentials file of a new IAM user with the stack's ClientPolicy attached."""
+    iam = sandbox.client("iam", internal=True)
+    name = f"covalent-client-{os.urandom(3).hex()}"
+    iam.create_user(UserName=name)
+    arn = client_policy_arn(sandbox, stack)
+    iam.attach_user_policy(UserName=name, PolicyArn=arn)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return write_keys(
+        tmp_path, {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    )
+
+
+def test_doctor_passes_on_a_deployed_stack(stack, sandbox, tmp_path):
+    credentials = user_with_client_policy(sandbox, stack, tmp_path)
+    conf = write_conf(
+        tmp_path / "client.conf", {**stack["config"], "credentials": credentials, "profile": ""}
+    )
+    code, report, lines = doctor(conf)
     assert code == 0, lines
     assert report["ok"] is True
     assert statuses(report) == dict.fromkeys(ALL_CHECKS, "ok")
     assert lines.count("✓") == len(ALL_CHECKS) and "✗" not in lines
     assert f"{len(ALL_CHECKS)} checks: all passed" in lines
+    (client,) = [c for c in report["checks"] if c["name"] == "client permissions"]
+    assert client["detail"].startswith("IAM user covalent-client-")
+    assert "`covalent-ecs ps`" in client["detail"]
+
+
+def test_a_role_without_list_tasks_is_named_with_the_commands_that_need_it(
+    stack, sandbox, tmp_path
+):
+    document = client_policy_document(sandbox, stack)
+    document["Statement"] = [
+        s
+        for s in document["Statement"]
+        if isinstance(s, dict) and s.get("Sid") != "ListTasksInThisCluster"
+    ]
+    iam = sandbox.client("iam", internal=True)
+    role = f"covalent-client-{os.urandom(3).hex()}"
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}
+    ]}  # fmt: skip
+    role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+        "Arn"
+    ]
+    iam.put_role_policy(RoleName=role, PolicyName="client", PolicyDocument=json.dumps(document))
+    session = sandbox.client("sts", internal=True).assume_role(
+        RoleArn=role_arn, RoleSessionName="doctor"
+    )
+    keys = session["Credentials"]
+    credentials = write_keys(tmp_path, {
+        "access_key_id": keys["AccessKeyId"], "secret_access_key": keys["SecretAccessKey"],
+        "session_token": keys["SessionToken"],
+    })  # fmt: skip
+    conf = write_conf(
+        tmp_path / "role.conf", {**stack["config"], "credentials": credentials, "profile": ""}
+    )
+
+    code, report, lines = doctor(conf)
+
+    assert code == 1, lines
+    assert [c["name"] for c in report["checks"] if c["status"] == "fail"] == ["client permissions"]
+    (client,) = [c for c in report["checks"] if c["name"] == "client permissions"]
+    # The assumed-role session is judged by its role's policies.
+    assert client["detail"].startswith(f"IAM role {role} may not: ecs:ListTasks (needed by ")
+    assert client["detail"].count("ecs:ListTasks") == 1
+    for command in ("ps", "stop", "logs"):
+        assert f"`covalent-ecs {command}`" in client["detail"]
+    assert (
+        "`covalent-ecs report`" not in client["detail"] and "the executor" not in client["detail"]
+    )
+    assert "ClientPolicyArn" in client["fix"]
+    assert "✗ client permissions:" in lines
+
+
+def test_unreadable_client_policies_are_a_warning_naming_what_was_not_verified(stack, sandbox):
+    # The sandbox's keys belong to no IAM user: its policies cannot be read.
+    code, report, lines = doctor(stack["conf"])
+
+    assert code == 0, lines
+    assert report["ok"] is True
+    (client,) = [c for c in report["checks"] if c["name"] == "client permissions"]
+    assert client["status"] == "warn"
+    assert "IAM user moto: IAM has no user named moto" in client["detail"]
+    assert "were not verified" in client["detail"]
+    assert "ecs:ListTasks" in client["detail"] and "ecs:RunTask" in client["detail"]
+    assert "! client permissions:" in lines and "hint:" in lines
+    others = {
+        name: status for name, status in statuses(report).items() if name != "client permissions"
+    }
+    assert others == dict.fromkeys(others, "ok")
+    assert f"{len(ALL_CHECKS)} checks: {len(ALL_CHECKS) - 1} passed, 1 warning" in lines
 
 
 @pytest.mark.parametrize("capacity_provider", ["FARGATE", "FARGATE_SPOT"])
@@ -93,7 +214,9 @@ def test_doctor_checks_every_subnet_of_a_list(sandbox, tmp_path):
         assert "2 zones: us-east-1a, us-east-1c" in lines
         absent = "subnet-0123456789abcdef0"
         code, report, lines = doctor(
-            write_conf(tmp_path / "absent.conf", {**config, "ecs_task_subnet_id": [*subnets, absent]})
+            write_conf(
+                tmp_path / "absent.conf", {**config, "ecs_task_subnet_id": [*subnets, absent]}
+            )
         )
         assert code == 1 and statuses(report)["subnet"] == "fail"
         assert f"{absent} does not exist" in lines
@@ -163,7 +286,9 @@ def deleted_cluster(sandbox, config):
 
 def spot_on_a_cluster_without_spot(sandbox, config):
     sandbox.client("ecs", internal=True).put_cluster_capacity_providers(
-        cluster=config["ecs_cluster_name"], capacityProviders=["FARGATE"], defaultCapacityProviderStrategy=[]
+        cluster=config["ecs_cluster_name"],
+        capacityProviders=["FARGATE"],
+        defaultCapacityProviderStrategy=[],
     )
     return {"capacity_provider": "FARGATE_SPOT"}
 
@@ -237,7 +362,9 @@ def security_group_of_another_vpc(sandbox, config):
 def security_group_without_egress(sandbox, config):
     ec2 = sandbox.client("ec2", internal=True)
     group_id = config["ecs_task_security_group_id"]
-    rules = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]["IpPermissionsEgress"]
+    rules = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0][
+        "IpPermissionsEgress"
+    ]
     ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=rules)
     return {}
 
@@ -257,7 +384,9 @@ def no_public_ip(sandbox, config):
 
 
 def deleted_log_group(sandbox, config):
-    sandbox.client("logs", internal=True).delete_log_group(logGroupName=config["ecs_task_log_group_name"])
+    sandbox.client("logs", internal=True).delete_log_group(
+        logGroupName=config["ecs_task_log_group_name"]
+    )
     return {}
 
 
@@ -280,7 +409,11 @@ def another_versions_runner(sandbox, config):
 
 
 def missing_secret(sandbox, config):
-    return {"secrets": {"API_TOKEN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:no-such-AbCdEf"}}
+    return {
+        "secrets": {
+            "API_TOKEN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:no-such-AbCdEf"
+        }
+    }
 
 
 def secret_the_execution_role_may_not_read(sandbox, config):
@@ -318,8 +451,12 @@ CASES: list[tuple[Breaker, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("breaker", "check", "fix"), CASES, ids=[case[0].__name__ for case in CASES])
-def test_doctor_names_the_broken_part_and_its_fix(fresh_sandbox, stack, tmp_path, breaker, check, fix):
+@pytest.mark.parametrize(
+    ("breaker", "check", "fix"), CASES, ids=[case[0].__name__ for case in CASES]
+)
+def test_doctor_names_the_broken_part_and_its_fix(
+    fresh_sandbox, stack, tmp_path, breaker, check, fix
+):
     overrides = breaker(fresh_sandbox, stack["config"])
     conf = write_conf(tmp_path / "broken.conf", {**stack["config"], **overrides})
     fresh_sandbox.reset_calls()

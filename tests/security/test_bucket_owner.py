@@ -16,13 +16,16 @@ from covalent._shared_files.exceptions import TaskRuntimeError
 from executor_runs import run_nodes
 
 from covalent_ecs_executor import ECSExecutor, StagingError
+from covalent_ecs_runtime import runner
 
 pytestmark = pytest.mark.integration
 
 FOREIGN_ACCOUNT = "111122223333"
 # Above the transfer manager's 8 MiB multipart threshold: CreateMultipartUpload,
 # UploadPart and CompleteMultipartUpload must name the owner too.
-MULTIPART_BYTES = 9 * 1024 * 1024
+# Above the runner's single-PutObject limit (and the client's 8 MiB multipart threshold):
+# both sides' multipart uploads are exercised.
+MULTIPART_BYTES = runner._SINGLE_PUT_MAX_BYTES + 1024 * 1024
 
 
 def new_dispatch_id() -> str:

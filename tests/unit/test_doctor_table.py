@@ -120,7 +120,9 @@ def test_judge_config_says_what_the_file_holds(exists, section, status, words, f
 
 
 def test_overrides_are_named_and_validated_with_the_file():
-    outcome = judge_config("/c.conf", True, {"region": "us-east-1"}, {"endpoint_url": "http://127.0.0.1:1"})
+    outcome = judge_config(
+        "/c.conf", True, {"region": "us-east-1"}, {"endpoint_url": "http://127.0.0.1:1"}
+    )
     assert outcome.status == "ok" and "with --endpoint-url" in outcome.detail
     bad = judge_config("/c.conf", True, {"region": "us-east-1"}, {"region": "mars"})
     assert bad.status == "fail" and "argument region='mars'" in bad.detail
@@ -131,12 +133,18 @@ def test_the_summary_counts_with_correct_plurals():
     assert summary_line([ok]) == "1 check: all passed"
     assert summary_line([bad]) == "1 check: 1 failed"
     assert summary_line([ok, ok]) == "2 checks: all passed"
-    assert summary_line([ok, bad, skipped, skipped]) == "4 checks: 1 passed, 1 failed, 2 not checked"
+    assert (
+        summary_line([ok, bad, skipped, skipped]) == "4 checks: 1 passed, 1 failed, 2 not checked"
+    )
     assert summary([ok, skipped]) == {
         "ok": True,
         "checks": [ok.as_dict(), skipped.as_dict()],
         "summary": "2 checks: 1 passed, 1 not checked",
     }
+    # A warning (something not verified) is counted but does not fail doctor.
+    warned = Check("w", "warn", "d", "h")
+    assert summary_line([ok, warned, warned]) == "3 checks: 1 passed, 2 warnings"
+    assert summary([ok, warned])["ok"] is True
 
 
 def test_the_lines_show_a_mark_per_status_and_keep_square_brackets():

@@ -9,6 +9,8 @@ their own, so the default stack and repository names are free.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -260,3 +262,17 @@ def html_endpoint() -> Iterator[str]:
         server.server_close()
         thread.join()
 
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """`covalent-ecs infra template | head -1`: the pipe's reader is gone before the
+    template is written; the command ends as Unix tools do, without an error line."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the command writes: every write fails with EPIPE
+    try:
+        done = subprocess.run([CLI, "infra", "template"], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=COMMAND_CEILING_S)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 128 + signal.SIGPIPE
+    assert done.stderr == ""

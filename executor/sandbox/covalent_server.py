@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,29 @@ FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "POSTPROCESSING_
 # The CLI through this interpreter, not a `covalent` script beside it: with a
 # `pip install --user` the script is in ~/.local/bin, not next to sys.executable.
 COVALENT_CLI = (sys.executable, "-m", "covalent_dispatcher._cli.cli")
+
+
+# `covalent stop` waits for the server with no ceiling; a server still there after this
+# (on a loaded 2-core machine its shutdown takes seconds) is killed, with its children.
+STOP_TIMEOUT_S = 60.0
+KILL_WAIT_S = 10.0
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a Covalent server still running (pid from its pid file) and its children."""
+    import psutil  # a dependency of covalent
+
+    try:
+        server = psutil.Process(pid)
+        if not any("covalent" in part for part in server.cmdline()):
+            return  # the pid was reused by another program: not ours to kill
+        processes = [*server.children(recursive=True), server]
+    except psutil.Error:
+        return
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(processes, timeout=KILL_WAIT_S)
 
 
 def free_port() -> int:
@@ -137,13 +159,22 @@ class CovalentServer:
             return False
 
     def stop(self) -> None:
-        self._cli("stop", timeout_s=60)
+        """``covalent stop``; if it fails or outlasts STOP_TIMEOUT_S (it SIGTERMs the server
+        and waits with no ceiling), the server and its children are killed: bounded."""
+        pid = self._server_pid()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._cli("stop", timeout_s=STOP_TIMEOUT_S)
+        if pid is not None:
+            _kill_tree(pid)
+
+    def _server_pid(self) -> int | None:
         from covalent._shared_files.config import get_config
 
         pid_file = Path(get_config("dispatcher.cache_dir")) / "ui.pid"
-        if pid_file.exists():  # `covalent stop` failed: stop what we started ourselves
-            with contextlib.suppress(ValueError, ProcessLookupError):
-                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        try:
+            return int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def result(self, dispatch_id: str, *, timeout_s: float = 240.0, poll_interval_s: float = 0.25) -> Any:
         """The dispatch's result once it reached a final state (``FINAL_STATUSES``).

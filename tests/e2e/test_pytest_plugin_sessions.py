@@ -273,7 +273,13 @@ def test_ctrl_c_while_a_task_runs_ends_every_process_and_restores_covalent(tmp_p
         # The sandbox, the Covalent server and the task (at least): the check can see them.
         assert len(started) >= 3, started
         process.send_signal(signal.SIGINT)  # to pytest alone: it has to stop the rest
-        process.wait(timeout=TEARDOWN_CEILING_S)
+        try:
+            process.wait(timeout=TEARDOWN_CEILING_S)
+        except subprocess.TimeoutExpired:
+            still = processes_mentioning(str(session.tmp))
+            tail = (session.dir / "pytest.out").read_text()[-4000:]
+            pytest.fail(f"pytest did not end {TEARDOWN_CEILING_S} s after Ctrl-C; still running: "
+                        f"{still}\nits output ends with:\n{tail}")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

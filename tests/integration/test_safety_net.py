@@ -7,6 +7,7 @@ Each test starts its own dispatch (a unique id), finds its own tasks by their
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -70,7 +71,8 @@ def _sleeps() -> None:
 # ------------------------------------------------------------------ the script case
 _WATCHER = textwrap.dedent(
     """
-    import asyncio, json, sys
+    import asyncio, faulthandler, json, signal, sys
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test's view if it hangs
     import covalent  # before the plugin (docs/facts.md: the circular-import trap)
     from covalent_ecs_executor import ECSExecutor
 
@@ -105,7 +107,16 @@ def test_a_script_told_to_stop_stops_its_task_within_its_bound(fresh_sandbox, si
         )
         sent = time.monotonic()
         watcher.send_signal(signum)
-        watcher.wait(timeout=EXIT_CEILING_S)
+        try:
+            watcher.wait(timeout=EXIT_CEILING_S)
+        except subprocess.TimeoutExpired:
+            watcher.send_signal(signal.SIGUSR1)  # every thread's stack, then its output
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                watcher.wait(timeout=5)
+            watcher.kill()
+            output = watcher.communicate()[0].decode(errors="replace")
+            pytest.fail(f"the script did not exit {EXIT_CEILING_S:.0f} s after {signum.name}; "
+                        f"its output and threads:\n{output[-6000:]}")
         exit_s = time.monotonic() - sent
         stopped = wait_for(
             lambda: (t := _own_task(fresh_sandbox, dispatch_id)) and t["lastStatus"] == "STOPPED" and t,

@@ -41,8 +41,8 @@ from .errors import (
     TaskDefinitionInactiveError,
 )
 
-# Every boto3 call runs in a thread (threads.py: control and transfer pools); each
-# client's connection pool serves both.
+# Every boto3 call runs in a thread (threads.py: control, upload and collect pools); the
+# S3 client's connection pool serves the last two at once.
 MAX_POOL_CONNECTIONS = 64
 # botocore's own connect timeout; a command someone waits for at a terminal uses less.
 DEFAULT_CONNECT_TIMEOUT_S = 60.0

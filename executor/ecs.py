@@ -398,7 +398,7 @@ class ECSExecutor(AsyncBaseExecutor):
 
     async def _stage(self, run: _Run, payload: Any) -> None:
         started = time.monotonic()
-        await threads.transfer(
+        await threads.upload(
             staging.upload_payload,
             run.clients.s3,
             run.bucket,
@@ -545,7 +545,7 @@ class ECSExecutor(AsyncBaseExecutor):
         raises IntegrityError otherwise); when the task wrote none, raise why it stopped."""
         started = time.monotonic()
         try:
-            envelope = await threads.transfer(
+            envelope = await threads.collect(
                 staging.download_result, run.clients.s3, run.bucket, run.keys.result,
                 run.config.cache_dir, run.signing_key,
             )  # fmt: skip
@@ -651,7 +651,7 @@ class ECSExecutor(AsyncBaseExecutor):
         )
         key = records.record_key(run.dispatch_id, run.node_id, run.token)
         try:
-            await threads.transfer(
+            await threads.collect(
                 records.put_record, run.clients.s3, run.bucket.name, key, record,
                 expected_owner=run.bucket.owner,
             )  # fmt: skip
@@ -681,7 +681,7 @@ class ECSExecutor(AsyncBaseExecutor):
 
     async def _clean_up(self, run: _Run, *, attempts: int) -> None:
         try:
-            await threads.transfer(
+            await threads.collect(
                 staging.delete_task_objects, run.clients.s3, run.bucket, run.keys,
                 attempts=attempts, keep=run.unread,
             )  # fmt: skip

@@ -7,9 +7,11 @@ boto3 is synchronous, so every AWS call of a run goes to a thread:
   or the poller's DescribeTasks never waits behind a multi-GB transfer.
 * upload: payload uploads. Every ``run()`` stages its payload as soon as it is called,
   so 1000 concurrent runs queue 1000 uploads at once, while Fargate starts only 20
-  tasks a second after a burst of 100 (docs/facts.md): a few threads keep well ahead of
-  the launches. Few, because each busy thread competes with the event loop for the GIL
-  (pickling, signing, botocore's request building): with dozens busy the loop, which
+  tasks a second after a burst of 100 (docs/facts.md): UPLOAD_THREADS keep ahead of
+  the launches while a PutObject takes up to UPLOAD_THREADS / 20 s (0.8 s). Not more,
+  because each busy thread competes with the event loop for the GIL (pickling,
+  signing, botocore's request building): with a hundred busy (uploads sharing one pool
+  with downloads, each upload with its own transfer-manager threads) the loop, which
   hands out every DescribeTasks answer, fell seconds behind.
 * collect: the S3 calls of a task whose container exited (result download, record,
   cleanup). Their own threads, so an early finisher's result is fetched at once
@@ -27,9 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 # Sized for many concurrent tasks (asyncio's default pool has only cpu_count + 4). A
-# control call is short; a transfer thread also drives s3transfer's own part threads.
+# control call is short; the upload of a large payload also drives s3transfer's part
+# threads.
 CONTROL_THREADS = 32
-UPLOAD_THREADS = 8
+UPLOAD_THREADS = 16
 COLLECT_THREADS = 32
 
 _control = ThreadPoolExecutor(max_workers=CONTROL_THREADS, thread_name_prefix="covalent-ecs")

@@ -5,14 +5,14 @@ boto3 is synchronous, so every AWS call of a run goes to a thread:
 
 * control: RunTask, DescribeTasks, StopTask, task definitions, logs. A cancel's StopTask
   or the poller's DescribeTasks never waits behind a multi-GB transfer.
-* upload: payload uploads. Every ``run()`` stages its payload as soon as it is called,
-  so 1000 concurrent runs queue 1000 uploads at once, while Fargate starts only 20
-  tasks a second after a burst of 100 (docs/facts.md): UPLOAD_THREADS keep ahead of
-  the launches while a PutObject takes up to UPLOAD_THREADS / 20 s (0.8 s). Not more,
-  because each busy thread competes with the event loop for the GIL (pickling,
-  signing, botocore's request building): with a hundred busy (uploads sharing one pool
-  with downloads, each upload with its own transfer-manager threads) the loop, which
-  hands out every DescribeTasks answer, fell seconds behind.
+* upload: payload uploads. Runs stage their payloads shortly before their launch
+  slots (ecs.py), so uploads come at Fargate's launch rate, 20 a second after a burst
+  of 100 (docs/facts.md): UPLOAD_THREADS keep up while a PutObject takes up to
+  UPLOAD_THREADS / 20 s (0.8 s). Not more, because each busy thread competes with the
+  event loop for the GIL (pickling, signing, botocore's request building): with a
+  hundred busy (1000 uploads at once sharing one pool with downloads, each with its
+  own transfer-manager threads) the loop, which hands out every DescribeTasks answer,
+  fell seconds behind.
 * collect: the S3 calls of a task whose container exited (result download, record,
   cleanup). Their own threads, so an early finisher's result is fetched at once
   rather than after the uploads of every run still waiting to launch.

@@ -26,7 +26,7 @@ ENI_TIMEOUT = "Timeout waiting for network interface provisioning to complete."
 ENI_SHARE = 0.01
 CAPACITY_SHARE = 0.01
 SPOT_CAPACITY_SHARE = 0.10
-# Fargate's task-launch bucket (docs/facts.md "AWS limits"), which the sandbox enforces.
+# Fargate's task-launch bucket (docs/facts.md "AWS limits and throttles"), which the sandbox enforces.
 LAUNCH_BURST = 100
 LAUNCH_RATE_PER_S = 20.0
 

@@ -57,14 +57,20 @@ BARRIER_CEILING_S = 10.0
 POLLER_TASK_NAME = "covalent-ecs-poller"
 
 
+def three_chunks_of_tasks(ecs, state):
+    """250 task ARNs in ``state``: DescribeTasks chunks of 100, 100 and 50."""
+    arns = [f"arn:task/{i}" for i in range(250)]
+    ecs.states = {arn: state for arn in arns}
+    return arns
+
+
 def poller_loop_ended() -> bool:
     return not any(task.get_name() == POLLER_TASK_NAME for task in asyncio.all_tasks())
 
 
 async def test_250_tasks_cost_3_describe_calls_a_cycle():
     ecs = StandInECS()
-    arns = [f"arn:task/{i}" for i in range(250)]
-    ecs.states = {arn: "running" for arn in arns}
+    arns = three_chunks_of_tasks(ecs, "running")
     poller = TaskPoller(ecs, in_thread)
     watches = [asyncio.ensure_future(poller.watch("c", arn, interval_s=0.01)) for arn in arns]
     await wait_for_async(lambda: len(ecs.calls) >= 6, what="two polling cycles")
@@ -136,8 +142,7 @@ def test_time_limit_starts_when_the_runner_container_starts(task, started):
 
 async def test_each_cycle_is_a_poll_cycle_event_with_its_watched_tasks_and_calls():
     ecs = StandInECS()
-    arns = [f"arn:task/{i}" for i in range(250)]
-    ecs.states = {arn: "running" for arn in arns}
+    arns = three_chunks_of_tasks(ecs, "running")
     cycles = []
 
     def on_event(event):
@@ -175,8 +180,7 @@ async def test_many_chunks_stretch_the_period_to_the_describe_rate():
     # 250 tasks: 3 calls a cycle, so cycles start at least 3 / DESCRIBE_CALLS_PER_S apart
     # however short the interval asked for.
     ecs = TimedECS()
-    arns = [f"arn:task/{i}" for i in range(250)]
-    ecs.states = {arn: "running" for arn in arns}
+    arns = three_chunks_of_tasks(ecs, "running")
     watcher = TaskPoller(ecs, in_thread)
     watches = [asyncio.ensure_future(watcher.watch("c", arn, interval_s=0.001)) for arn in arns]
     await wait_for_async(lambda: len(ecs.calls) >= 9, what="three cycles")
@@ -213,8 +217,7 @@ async def test_the_chunks_of_a_cycle_are_described_at_once():
             return super().describe_tasks(cluster, tasks)
 
     ecs = MeetingECS()
-    arns = [f"arn:task/{i}" for i in range(250)]
-    ecs.states = {arn: "exited" for arn in arns}
+    arns = three_chunks_of_tasks(ecs, "exited")
     watcher = TaskPoller(ecs, threads.control)
     done = await asyncio.wait_for(
         asyncio.gather(*[watcher.watch("c", arn, interval_s=0.01) for arn in arns]), 60
@@ -232,8 +235,7 @@ async def test_a_failed_chunk_does_not_hold_back_the_tasks_of_the_others():
             return super().describe_tasks(cluster, tasks)
 
     ecs = OneChunkFails()
-    arns = [f"arn:task/{i}" for i in range(250)]
-    ecs.states = {arn: "exited" for arn in arns}
+    arns = three_chunks_of_tasks(ecs, "exited")
     watcher = TaskPoller(ecs, in_thread)
     watches = {arn: asyncio.ensure_future(watcher.watch("c", arn, interval_s=0.01)) for arn in arns}
     later = [arns[DESCRIBE_TASKS_MAX_ARNS], arns[-1]]  # in the second and third chunks

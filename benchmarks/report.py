@@ -17,7 +17,9 @@ GIB = 1024**3
 # Issue 6's scale targets.
 EXIT_TO_RETURN_P95_S = 1.0
 IDLE_DESCRIBE_PER_S = 1.0
-CLIENT_S3_PER_TASK = 3
+# Payload PUT, record PUT (issue 14's durable task record: one per run, by design),
+# result GET, DeleteObjects (docs/benchmarks.md, "What the figures mean").
+CLIENT_S3_PER_TASK = 4
 RSS_GROWTH_MIB = 64
 # 1000 launches against a 100-burst, 20/s bucket: (1000 - 100) / 20 = 45 s, +10%.
 LAUNCH_PHASE_S = 45 * 1.1
@@ -197,7 +199,7 @@ def _targets(report: dict[str, Any], summary: list[dict[str, Any]]) -> list[str]
     lines = [
         "Judged on the median of the runs (errors, throttling and duplicates: on the worst run).",
         "",
-        "| target (issues 6, 13, 18) | measured (this executor) | met |",
+        "| target (issues 6, 13, 14, 18) | measured (this executor) | met |",
         "|---|---|---|",
     ]
 
@@ -219,7 +221,8 @@ def _targets(report: dict[str, Any], summary: list[dict[str, Any]]) -> list[str]
                      if r["plugin"] == "ours" and "failed" not in r)  # fmt: skip
     add("0 RegisterTaskDefinition after the first", f"≤ {registered} per batch", registered <= 1)
     worst_s3 = max(_median(_value(g, "client S3 requests per task")) or 0 for g in ours)
-    add(f"≤ {CLIENT_S3_PER_TASK} client S3 requests per task", _fmt(worst_s3), worst_s3 <= CLIENT_S3_PER_TASK)
+    add(f"≤ {CLIENT_S3_PER_TASK} client S3 requests per task (payload PUT, record PUT, result GET, "
+        "DeleteObjects)", _fmt(worst_s3), worst_s3 <= CLIENT_S3_PER_TASK)  # fmt: skip
     per_cycle = [(_value(g, "DescribeTasks per poll cycle"), g) for g in ours]
     bounds = {
         g["n"]: max((r.get("describe_tasks_cycle_bound") or 0) for r in report["batches"]

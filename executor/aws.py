@@ -41,9 +41,9 @@ from .errors import (
     TaskDefinitionInactiveError,
 )
 
-# Every boto3 call runs in a thread (threads.py: control and transfer pools); each
-# client's connection pool serves both.
-MAX_POOL_CONNECTIONS = 64
+# Every boto3 call runs in a thread (threads.py: control, upload and collect pools); the
+# S3 client's connection pool serves the last two at once (16 + 64 threads).
+MAX_POOL_CONNECTIONS = 96
 # botocore's own connect timeout; a command someone waits for at a terminal uses less.
 DEFAULT_CONNECT_TIMEOUT_S = 60.0
 # For a person at a terminal (`covalent-ecs infra ...`): an unreachable endpoint is

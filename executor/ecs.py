@@ -3,7 +3,8 @@
 ``run()`` reads as its steps, each a short method backed by its own module:
 
 1. stage    (staging.py)   cloudpickle ``(function, args, kwargs)`` and upload it to S3,
-            signed with this run's key (signing.py), into a bucket of this account only
+            signed with this run's key (signing.py), into a bucket of this account
+            only, shortly before the run's launch slot (launch.py's pacer)
 2. define   (taskdefs.py)  find or register the one task definition for this config
 3. launch   (launch.py, livetasks.py)  RunTask with command, env and size as overrides;
             from here to the end of ``run()`` the task is guarded: if ``run()`` ends
@@ -85,6 +86,11 @@ _STUCK_HINTS = {
     "image, or no route from the subnet to ECR). ",
 }
 
+# A payload is staged this long before its launch slot (the launch pacer's): time for
+# a small payload's PutObject even on a loaded link, while 1000 runs called at once
+# upload at the launch rate rather than all at the start (_stage_before_launch).
+STAGE_LEAD_S = 2.0
+
 # Relaunch backoff: full jitter over an exponential step (2 s, 4 s, ...), capped.
 RELAUNCH_BACKOFF_S = 2.0
 RELAUNCH_BACKOFF_MAX_S = 30.0
@@ -130,6 +136,9 @@ class _Run:
     unread: set[str] = field(default_factory=set)
     # Every task the run's attempts started.
     launched: list[livetasks.LiveTask] = field(default_factory=list)
+    # Event-loop time of the launch slot reserved for this attempt before its payload
+    # was staged (``_stage_before_launch``); None: the launch takes a slot from the pacer when ready.
+    launch_at: float | None = None
 
     @property
     def attempt(self) -> str:
@@ -142,7 +151,11 @@ class _Run:
                 update={"capacity_provider": "FARGATE", "spot_fallback": False}
             )
         return replace(
-            self, config=config, number=self.number + 1, keys=self.keys.for_attempt(self.number + 1)
+            self,
+            config=config,
+            number=self.number + 1,
+            keys=self.keys.for_attempt(self.number + 1),
+            launch_at=None,
         )
 
     @property
@@ -310,7 +323,7 @@ class ECSExecutor(AsyncBaseExecutor):
             signing_key=signing.SigningKey.new(),
             seen=seen,
         )
-        await self._stage(first, (function, args, kwargs))
+        first = await self._stage_before_launch(first, (function, args, kwargs))
         run, history = first, []
         try:
             while True:
@@ -396,9 +409,22 @@ class ECSExecutor(AsyncBaseExecutor):
         await asyncio.sleep(delay_s)
         return run.next_attempt(on_demand=on_demand)
 
+    async def _stage_before_launch(self, run: _Run, payload: Any) -> _Run:
+        """Reserve the first attempt's launch slot, then stage the payload STAGE_LEAD_S
+        before it. 1000 runs called at once launch over 45 s (Fargate's 20 a second
+        after a burst of 100): staged all at once, their uploads held the client and S3
+        for the first seconds, and the results of the first tasks to finish waited
+        behind them. Staged as their slots come, uploads follow the launch rate."""
+        loop = asyncio.get_running_loop()
+        launch_at = loop.time() + launch.launch_pacer.reserve()  # one task per RunTask
+        await asyncio.sleep(max(0.0, launch_at - STAGE_LEAD_S - loop.time()))
+        run = replace(run, launch_at=launch_at)
+        await self._stage(run, payload)
+        return run
+
     async def _stage(self, run: _Run, payload: Any) -> None:
         started = time.monotonic()
-        await threads.transfer(
+        await threads.upload(
             staging.upload_payload,
             run.clients.s3,
             run.bucket,
@@ -419,7 +445,9 @@ class ECSExecutor(AsyncBaseExecutor):
         image_uri, definition = await self._define(run)
         for retried in (False, True):
             definition_arn = await _task_definitions.arn(run.clients, definition, _in_thread)
-            request = await self._launch_request(run, definition_arn)
+            # A retry takes a slot of its own: the reserved one was used.
+            launch_at = None if retried else run.launch_at
+            request = await self._launch_request(run, definition_arn, launch_at=launch_at)
             try:
                 return image_uri, await _in_thread(livetasks.start, run.clients, request)
             except TaskDefinitionInactiveError:
@@ -436,8 +464,11 @@ class ECSExecutor(AsyncBaseExecutor):
         definition = await _in_thread(self._task_definition, run.config, run.clients, image_uri)
         return image_uri, definition
 
-    async def _launch_request(self, run: _Run, definition_arn: str) -> dict[str, Any]:
-        """The RunTask request, once the launch pacer lets it go (Fargate's launch bucket)."""
+    async def _launch_request(
+        self, run: _Run, definition_arn: str, *, launch_at: float | None
+    ) -> dict[str, Any]:
+        """The RunTask request, once the launch pacer lets it go (Fargate's launch
+        bucket): at ``launch_at`` when a slot was reserved, else when it gives one."""
         request = launch.build_run_task_request(
             run.config,
             task_definition_arn=definition_arn,
@@ -448,7 +479,10 @@ class ECSExecutor(AsyncBaseExecutor):
             attempt=run.attempt,
             signing_key=run.signing_key,
         )
-        await launch.launch_pacer.acquire(request["count"])
+        if launch_at is None:
+            await launch.launch_pacer.acquire(request["count"])
+        else:
+            await asyncio.sleep(max(0.0, launch_at - asyncio.get_running_loop().time()))
         if await self._cancel_requested():
             raise TaskCancelledError(
                 f"cancelled before launch: no ECS task was started for node {run.node_id}"
@@ -545,7 +579,7 @@ class ECSExecutor(AsyncBaseExecutor):
         raises IntegrityError otherwise); when the task wrote none, raise why it stopped."""
         started = time.monotonic()
         try:
-            envelope = await threads.transfer(
+            envelope = await threads.collect(
                 staging.download_result, run.clients.s3, run.bucket, run.keys.result,
                 run.config.cache_dir, run.signing_key,
             )  # fmt: skip
@@ -651,7 +685,7 @@ class ECSExecutor(AsyncBaseExecutor):
         )
         key = records.record_key(run.dispatch_id, run.node_id, run.token)
         try:
-            await threads.transfer(
+            await threads.collect(
                 records.put_record, run.clients.s3, run.bucket.name, key, record,
                 expected_owner=run.bucket.owner,
             )  # fmt: skip
@@ -681,7 +715,7 @@ class ECSExecutor(AsyncBaseExecutor):
 
     async def _clean_up(self, run: _Run, *, attempts: int) -> None:
         try:
-            await threads.transfer(
+            await threads.collect(
                 staging.delete_task_objects, run.clients.s3, run.bucket, run.keys,
                 attempts=attempts, keep=run.unread,
             )  # fmt: skip

@@ -4,8 +4,9 @@
 with ``until=STOPPED``, once the task itself is STOPPED). Per event loop and per AWS
 connection there is one loop that describes every watched task in chunks of
 ``DESCRIBE_TASKS_MAX_ARNS``, so N live tasks cost ceil(N / 100) calls a cycle instead
-of N; it sleeps ``poll_freq`` between cycles, backs off on throttling without failing
-anyone, and ends when nothing is watched (an idle executor makes no calls).
+of N; it starts a cycle every ``poll_freq`` (start to start), backs off on throttling
+without failing anyone, and ends when nothing is watched (an idle executor makes no
+calls).
 
 Waiting for the container's exit rather than the task's STOPPED matters: on Fargate a
 task spends several more seconds deprovisioning its network interface after the
@@ -140,12 +141,22 @@ class TaskPoller:
         self._ensure_loop()
 
     async def _run(self) -> None:
+        """Cycle every period, start to start: a cycle's own duration (DescribeTasks
+        latency, a busy event loop) is taken out of the wait rather than added to it,
+        so completion is seen within one period plus one call, not two."""
+        loop = asyncio.get_running_loop()
         failed_cycles = 0
         backoff_s = 0.0
+        started = loop.time()  # the first cycle waits one period: a new task is PROVISIONING
         while self._watches:
             interval_s = min(w.interval_s for ws in self._watches.values() for w in ws)
             chunks = -(-len(self._watches) // DESCRIBE_TASKS_MAX_ARNS)
-            await asyncio.sleep(max(interval_s, chunks / DESCRIBE_CALLS_PER_S, backoff_s))
+            # Starts at most DESCRIBE_CALLS_PER_S calls a second apart on average; after
+            # a failed (e.g. throttled) cycle the backoff counts from its end, so a slow
+            # throttled call is never followed by another at once.
+            period_s = max(interval_s, chunks / DESCRIBE_CALLS_PER_S)
+            await asyncio.sleep(max(started + period_s - loop.time(), backoff_s))
+            started = loop.time()
             try:
                 await self._cycle()
             except Exception as err:  # noqa: BLE001 - decided below, per kind
@@ -182,25 +193,38 @@ class TaskPoller:
             self._throttled_logged = now
 
     async def _cycle(self) -> None:
+        """Describe every watched task, its ceil(N / 100) calls at once: they are
+        independent, and a task in the last chunk is then seen one call after its exit
+        rather than one call per chunk (the calls' rate is _run's to keep)."""
         self.cycles += 1
-        started, started_clock, calls = time.time(), time.monotonic(), 0
+        started, started_clock = time.time(), time.monotonic()
         watched = len(self._watches)
         by_cluster: dict[str, list[str]] = {}
         for arn, entries in list(self._watches.items()):
             for cluster in {e.cluster for e in entries}:
                 by_cluster.setdefault(cluster, []).append(arn)
-        for cluster, arns in by_cluster.items():
-            for start in range(0, len(arns), DESCRIBE_TASKS_MAX_ARNS):
-                chunk = arns[start : start + DESCRIBE_TASKS_MAX_ARNS]
-                response = await self._run_in_thread(
-                    self._ecs.describe_tasks, cluster=cluster, tasks=chunk
-                )
-                calls += 1
+        chunks = [
+            (cluster, arns[start : start + DESCRIBE_TASKS_MAX_ARNS])
+            for cluster, arns in by_cluster.items()
+            for start in range(0, len(arns), DESCRIBE_TASKS_MAX_ARNS)
+        ]
+        responses = await asyncio.gather(
+            *(self._run_in_thread(self._ecs.describe_tasks, cluster=cluster, tasks=chunk)
+              for cluster, chunk in chunks),
+            return_exceptions=True,
+        )  # fmt: skip
+        failed: BaseException | None = None
+        for (cluster, _), response in zip(chunks, responses, strict=True):
+            if isinstance(response, BaseException):
+                failed = failed or response  # the chunks that answered are still settled
+            else:
                 self._settle(cluster, response)
         events.emit(
-            events.POLL_CYCLE, watched=watched, describe_calls=calls, started=started,
+            events.POLL_CYCLE, watched=watched, describe_calls=len(chunks), started=started,
             duration_s=time.monotonic() - started_clock,
         )  # fmt: skip
+        if failed is not None:
+            raise failed
 
     def _settle(self, cluster: str, response: dict[str, Any]) -> None:
         for task in response.get("tasks", []):

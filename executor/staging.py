@@ -36,6 +36,11 @@ from .errors import ECSExecutorError, IntegrityError, StagingError
 
 STAGING_ROOT = "covalent-ecs"
 _STREAM_CHUNK_BYTES = 1024 * 1024
+# boto3's transfer manager goes multipart above this (docs/facts.md, "S3"). Below it a
+# payload is one PutObject sent directly: ``upload_file`` would start a transfer manager
+# and its threads per call for that same request, which at 1000 concurrent runs is
+# most of the client's upload CPU and hundreds of threads contending for the GIL.
+MULTIPART_THRESHOLD_BYTES = 8 * 1024 * 1024
 # Whole-download tries when the body breaks mid-stream, and the first pause between them.
 DOWNLOAD_ATTEMPTS = 4
 DOWNLOAD_BACKOFF_S = 0.5
@@ -106,18 +111,20 @@ def upload_payload(
             writer = signing.MacWriter(f, signing_key.mac(signing.PURPOSE_PAYLOAD, key))
             cloudpickle.dump(payload, writer)
         size = os.path.getsize(path)
-        _staging_call(
-            s3.upload_file,
-            f"upload the task payload to {bucket.uri(key)}",
-            Filename=path,
-            Bucket=bucket.name,
-            Key=key,
-            ExtraArgs={
-                **_SSE,
-                "ExpectedBucketOwner": bucket.owner,
-                "Metadata": contract.object_metadata(writer.mac.hexdigest()),
-            },
-        )
+        extra = {
+            **_SSE,
+            "ExpectedBucketOwner": bucket.owner,
+            "Metadata": contract.object_metadata(writer.mac.hexdigest()),
+        }
+        action = f"upload the task payload to {bucket.uri(key)}"
+        if size >= MULTIPART_THRESHOLD_BYTES:
+            _staging_call(
+                s3.upload_file, action, Filename=path, Bucket=bucket.name, Key=key, ExtraArgs=extra
+            )
+        else:
+            # botocore rewinds a seekable body when it retries the request.
+            with open(path, "rb") as body:
+                _staging_call(s3.put_object, action, Bucket=bucket.name, Key=key, Body=body, **extra)
         return size
     finally:
         os.unlink(path)

@@ -138,3 +138,30 @@ def test_spot_tasks_launch_through_the_fargate_spot_capacity_provider(fresh_sand
     ecs = fresh_sandbox.client("ecs", internal=True)
     [task] = ecs.describe_tasks(cluster=executor.ecs_cluster_name, tasks=[record["taskArn"]])["tasks"]
     assert task["capacityProviderName"] == "FARGATE_SPOT"
+
+
+def test_payloads_are_staged_as_their_launch_slots_come_not_all_at_once(fresh_sandbox, monkeypatch):
+    # One launch slot every 3 s and payloads staged 0.5 s before their slot: each
+    # payload goes up between the previous run's RunTask and its own (slots at 0, 3 and
+    # 6 s; uploads at 0, 2.5 and 5.5 s), where staging at once put all three first.
+    from covalent_ecs_executor import aws, ecs, launch
+
+    monkeypatch.setattr(launch, "launch_pacer", launch.LaunchPacer(burst=1, rate_per_s=1 / 3))
+    monkeypatch.setattr(ecs, "STAGE_LEAD_S", 0.5)
+    executor = ECSExecutor(**fresh_sandbox.executor_config)
+    sent = []
+
+    def note(model, params, **kwargs):
+        key = params.get("url_path", "")
+        if model.name == "RunTask" or key.endswith("/payload.pkl"):
+            sent.append("RunTask" if model.name == "RunTask" else "payload")
+
+    clients = aws.clients_for(executor.config())
+    clients.s3.meta.events.register("before-call.s3.PutObject", note)
+    clients.ecs.meta.events.register("before-call.ecs.RunTask", note)
+    try:
+        assert run_tasks(executor, [(abs, (-i,), {}) for i in range(3)]) == [0, 1, 2]
+    finally:
+        clients.s3.meta.events.unregister("before-call.s3.PutObject", note)
+        clients.ecs.meta.events.unregister("before-call.ecs.RunTask", note)
+    assert sent == ["payload", "RunTask"] * 3

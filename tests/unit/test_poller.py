@@ -5,12 +5,15 @@ throttling deterministically.
 """
 
 import asyncio
+import itertools
+import threading
+import time
 
 import pytest
 from botocore.exceptions import ClientError
 from waiting import wait_for_async
 
-from covalent_ecs_executor import events, poller
+from covalent_ecs_executor import events, poller, threads
 from covalent_ecs_executor.poller import DESCRIBE_TASKS_MAX_ARNS, STOPPED, TaskPoller
 from covalent_ecs_runtime import contract
 
@@ -44,8 +47,21 @@ async def in_thread(fn, /, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
+# asyncio may fire a timer up to its clock resolution early; a bound checked against
+# time.monotonic() gets this much slack (far below any period the tests tell apart).
+CLOCK_SLACK_S = 0.005
+# A barrier all of a cycle's calls reach at once; only a broken poller waits it out.
+BARRIER_CEILING_S = 10.0
+
 # The name poller.py gives its loop's asyncio task.
 POLLER_TASK_NAME = "covalent-ecs-poller"
+
+
+def three_chunks_of_tasks(ecs, state):
+    """250 task ARNs in ``state``: DescribeTasks chunks of 100, 100 and 50."""
+    arns = [f"arn:task/{i}" for i in range(250)]
+    ecs.states = {arn: state for arn in arns}
+    return arns
 
 
 def poller_loop_ended() -> bool:
@@ -54,8 +70,7 @@ def poller_loop_ended() -> bool:
 
 async def test_250_tasks_cost_3_describe_calls_a_cycle():
     ecs = StandInECS()
-    arns = [f"arn:task/{i}" for i in range(250)]
-    ecs.states = {arn: "running" for arn in arns}
+    arns = three_chunks_of_tasks(ecs, "running")
     poller = TaskPoller(ecs, in_thread)
     watches = [asyncio.ensure_future(poller.watch("c", arn, interval_s=0.01)) for arn in arns]
     await wait_for_async(lambda: len(ecs.calls) >= 6, what="two polling cycles")
@@ -127,8 +142,7 @@ def test_time_limit_starts_when_the_runner_container_starts(task, started):
 
 async def test_each_cycle_is_a_poll_cycle_event_with_its_watched_tasks_and_calls():
     ecs = StandInECS()
-    arns = [f"arn:task/{i}" for i in range(250)]
-    ecs.states = {arn: "running" for arn in arns}
+    arns = three_chunks_of_tasks(ecs, "running")
     cycles = []
 
     def on_event(event):
@@ -148,3 +162,83 @@ async def test_each_cycle_is_a_poll_cycle_event_with_its_watched_tasks_and_calls
     assert len(ecs.calls) == 3 * len(cycles)  # every call belongs to a reported cycle
     assert {(c["watched"], c["describe_calls"]) for c in cycles} == {(250, 3)}
     assert all(c["duration_s"] >= 0 and c["started"] > 0 for c in cycles)
+
+
+class TimedECS(StandInECS):
+    """Also records when each DescribeTasks call started (loop clock: time.monotonic)."""
+
+    def __init__(self):
+        super().__init__()
+        self.started_at = []
+
+    def describe_tasks(self, cluster, tasks):
+        self.started_at.append(time.monotonic())
+        return super().describe_tasks(cluster, tasks)
+
+
+async def test_many_chunks_stretch_the_period_to_the_describe_rate():
+    # 250 tasks: 3 calls a cycle, so cycles start at least 3 / DESCRIBE_CALLS_PER_S apart
+    # however short the interval asked for.
+    ecs = TimedECS()
+    arns = three_chunks_of_tasks(ecs, "running")
+    watcher = TaskPoller(ecs, in_thread)
+    watches = [asyncio.ensure_future(watcher.watch("c", arn, interval_s=0.001)) for arn in arns]
+    await wait_for_async(lambda: len(ecs.calls) >= 9, what="three cycles")
+    for arn in arns:
+        ecs.states[arn] = "exited"
+    await asyncio.wait_for(asyncio.gather(*watches), 60)  # a ceiling, not a pace
+    cycle_starts = ecs.started_at[::3]
+    period_s = 3 / poller.DESCRIBE_CALLS_PER_S
+    assert all(b - a >= period_s - CLOCK_SLACK_S for a, b in itertools.pairwise(cycle_starts))
+
+
+async def test_after_a_throttled_cycle_the_backoff_counts_from_its_end():
+    ecs = TimedECS()
+    ecs.states = {"a": "running"}
+    ecs.throttle_next = 1
+    watcher = TaskPoller(ecs, in_thread)
+    watch = asyncio.ensure_future(watcher.watch("c", "a", interval_s=0.2))
+    await wait_for_async(lambda: len(ecs.calls) >= 2, what="the cycle after the throttled one")
+    ecs.states["a"] = "exited"
+    await asyncio.wait_for(watch, 60)
+    # The first backoff is twice the interval, counted from the throttled call's end.
+    assert ecs.started_at[1] - ecs.started_at[0] >= 2 * 0.2 - CLOCK_SLACK_S
+
+
+async def test_the_chunks_of_a_cycle_are_described_at_once():
+    # Each call waits for the cycle's other two at a barrier: described one after the
+    # other, the first would wait out the barrier's ceiling and the cycle would fail.
+    barrier = threading.Barrier(3, timeout=BARRIER_CEILING_S)
+
+    class MeetingECS(StandInECS):
+        def describe_tasks(self, cluster, tasks):
+            if len(self.calls) < 3:
+                barrier.wait()
+            return super().describe_tasks(cluster, tasks)
+
+    ecs = MeetingECS()
+    arns = three_chunks_of_tasks(ecs, "exited")
+    watcher = TaskPoller(ecs, threads.control)
+    done = await asyncio.wait_for(
+        asyncio.gather(*[watcher.watch("c", arn, interval_s=0.01) for arn in arns]), 60
+    )
+    assert {t["taskArn"] for t in done} == set(arns)
+    assert len(ecs.calls) == 3 and not barrier.broken  # one cycle saw every exit
+
+
+async def test_a_failed_chunk_does_not_hold_back_the_tasks_of_the_others():
+    class OneChunkFails(StandInECS):
+        def describe_tasks(self, cluster, tasks):
+            if "arn:task/0" in tasks and len(self.calls) < 3:
+                self.calls.append(list(tasks))
+                raise ClientError({"Error": {"Code": "ServerException", "Message": "boom"}}, "DescribeTasks")
+            return super().describe_tasks(cluster, tasks)
+
+    ecs = OneChunkFails()
+    arns = three_chunks_of_tasks(ecs, "exited")
+    watcher = TaskPoller(ecs, in_thread)
+    watches = {arn: asyncio.ensure_future(watcher.watch("c", arn, interval_s=0.01)) for arn in arns}
+    later = [arns[DESCRIBE_TASKS_MAX_ARNS], arns[-1]]  # in the second and third chunks
+    await asyncio.wait_for(asyncio.gather(*(watches[arn] for arn in later)), 60)
+    assert len(ecs.calls) == 3  # the first cycle, whose first chunk failed
+    await asyncio.wait_for(asyncio.gather(*watches.values()), 60)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -41,6 +42,8 @@ _STREAM_CHUNK_BYTES = 1024 * 1024
 # and its threads per call for that same request, which at 1000 concurrent runs is
 # most of the client's upload CPU and hundreds of threads contending for the GIL.
 MULTIPART_THRESHOLD_BYTES = 8 * 1024 * 1024
+# How often a multipart upload looks whether its run was cancelled.
+CANCEL_CHECK_S = 0.1
 # Whole-download tries when the body breaks mid-stream, and the first pause between them.
 DOWNLOAD_ATTEMPTS = 4
 DOWNLOAD_BACKOFF_S = 0.5
@@ -101,10 +104,18 @@ def _cache_dir(cache_dir: str) -> str:
 
 
 def upload_payload(
-    s3: Any, bucket: Bucket, key: str, payload: Any, cache_dir: str, signing_key: signing.SigningKey
+    s3: Any,
+    bucket: Bucket,
+    key: str,
+    payload: Any,
+    cache_dir: str,
+    signing_key: signing.SigningKey,
+    *,
+    cancelled: threading.Event | None = None,
 ) -> int:
     """Pickle ``payload`` to a temp file, MACing it as it is written, and upload it with
-    the MAC in its metadata; returns its size in bytes."""
+    the MAC in its metadata; returns its size in bytes. A multipart upload stops between
+    parts once ``cancelled`` is set (the run awaiting it was cancelled)."""
     fd, path = tempfile.mkstemp(prefix="payload-", suffix=".pkl", dir=_cache_dir(cache_dir))
     try:
         with os.fdopen(fd, "wb") as f:
@@ -119,7 +130,8 @@ def upload_payload(
         action = f"upload the task payload to {bucket.uri(key)}"
         if size >= MULTIPART_THRESHOLD_BYTES:
             _staging_call(
-                s3.upload_file, action, Filename=path, Bucket=bucket.name, Key=key, ExtraArgs=extra
+                _upload_file, action, Client=s3, Filename=path, Bucket=bucket.name, Key=key,
+                ExtraArgs=extra, Cancelled=cancelled or threading.Event(),
             )
         else:
             # botocore rewinds a seekable body when it retries the request.
@@ -128,6 +140,32 @@ def upload_payload(
         return size
     finally:
         os.unlink(path)
+
+
+def _upload_file(
+    *, Client: Any, Filename: str, Bucket: str, Key: str, ExtraArgs: dict[str, Any], Cancelled: threading.Event
+) -> None:
+    """A multipart upload through boto3's transfer manager that a cancel can stop.
+
+    ``s3.upload_file`` cannot be stopped from outside: its part uploads run in the
+    transfer manager's own (non-daemon) threads, which the interpreter joins at exit, so
+    a script interrupted during a multi-GB upload would wait for all of it. Here a set
+    ``Cancelled`` cancels the transfer (parts in flight finish, the rest are skipped),
+    and the part threads are daemons, so an exiting process waits for none of them."""
+    from boto3.s3.transfer import TransferConfig
+    from s3transfer.manager import TransferManager
+
+    from .threads import DaemonThreadPool
+
+    config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD_BYTES)
+    # Its part threads are daemons too: an exiting process does not wait for a part.
+    with TransferManager(Client, config, executor_cls=DaemonThreadPool) as manager:
+        future = manager.upload(Filename, Bucket, Key, extra_args=ExtraArgs)
+        while not future.done():
+            if Cancelled.wait(CANCEL_CHECK_S):
+                future.cancel()
+                break
+        future.result()  # raises the upload's error, or CancelledError once cancelled
 
 
 def download_result(

@@ -134,6 +134,51 @@ def test_a_script_told_to_stop_stops_its_task_within_its_bound(fresh_sandbox, si
     )
 
 
+_UPLOADER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    import covalent  # before the plugin (docs/facts.md: the circular-import trap)
+    from covalent_ecs_executor import ECSExecutor
+
+    executor = ECSExecutor(**json.loads(sys.argv[1]))
+    blob = bytes(24 * 1024 * 1024)  # above the 8 MiB multipart threshold: three parts
+    asyncio.run(executor.run(len, [blob], {}, {"dispatch_id": sys.argv[2], "node_id": 0}))
+    """
+)
+# The sandbox holds each part of the upload this long: far beyond the exit's bound.
+HELD_PART_S = 120
+
+
+def test_a_script_interrupted_during_a_large_upload_exits_within_its_bound(fresh_sandbox):
+    """Ctrl-C while a multipart payload upload is stuck: the upload is cancelled and the
+    process exits without waiting for the parts in flight; no task was started."""
+    dispatch_id = _dispatch("upload-sigint")
+    fresh_sandbox.add_fault(
+        "slow_response", label=dispatch_id, operations=["s3.UploadPart"], delay_s=HELD_PART_S, times=3
+    )
+    uploader = subprocess.Popen(
+        [sys.executable, "-c", _UPLOADER, json.dumps(fresh_sandbox.executor_config), dispatch_id],
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(
+            lambda: fresh_sandbox.calls().get("fault.slow_response.s3.UploadPart", 0) >= 1,
+            timeout_s=TASK_RUNNING_CEILING_S,
+            what="the payload's first part to be held",
+        )
+        uploader.send_signal(signal.SIGINT)
+        uploader.wait(timeout=EXIT_CEILING_S)
+    finally:
+        if uploader.poll() is None:
+            uploader.kill()
+            uploader.wait()
+        fresh_sandbox.clear_faults()
+    assert uploader.returncode != 0
+    assert _own_tasks(fresh_sandbox, dispatch_id) == []
+
+
 # ---------------------------------------------------------------- the start timeout
 def test_a_task_stuck_before_its_container_starts_is_stopped_at_start_timeout(fresh_sandbox):
     dispatch_id = _dispatch("stuck")

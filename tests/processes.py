@@ -9,6 +9,18 @@ folder under the sandbox's state directory, which is under TMPDIR.
 from __future__ import annotations
 
 import os
+import signal
+
+
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child a test will Ctrl-C: SIGINT at its default.
+
+    A job a non-interactive shell starts in the background (``make test &`` in a
+    script, some CI runners) inherits SIGINT *ignored*, and passes that on to every
+    process it starts; Python then installs no KeyboardInterrupt handler and asyncio
+    none of its own, so the test's SIGINT would reach nobody. Reset it, as a terminal's
+    foreground job has it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _read(path: str) -> bytes:

@@ -22,7 +22,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from processes import processes_mentioning
+from processes import processes_mentioning, sigint_as_in_a_terminal
 from waiting import wait_for
 
 # Starting the sandbox and the server is seconds; these bound a broken run on a busy
@@ -259,7 +259,7 @@ def test_ctrl_c_while_a_task_runs_ends_every_process_and_restores_covalent(tmp_p
     out = (session.dir / "pytest.out").open("w")
     process = subprocess.Popen(
         session.argv(), cwd=project, env=session.env, stdout=out, stderr=subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=sigint_as_in_a_terminal,
     )  # fmt: skip
     try:
         wait_for(

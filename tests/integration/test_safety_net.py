@@ -21,6 +21,7 @@ from typing import Any
 import cloudpickle
 import pytest
 from covalent._shared_files.exceptions import TaskRuntimeError
+from processes import sigint_as_in_a_terminal
 from waiting import wait_for
 
 from covalent_ecs_executor import (
@@ -73,6 +74,14 @@ _WATCHER = textwrap.dedent(
     """
     import asyncio, faulthandler, json, signal, sys
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test's view if it hangs
+
+    def print_tasks(signum, frame):
+        print(f"SIGINT handler: {signal.getsignal(signal.SIGINT)}", flush=True)
+        for task in asyncio.all_tasks(asyncio.get_running_loop()):
+            task.print_stack(limit=30, file=sys.stdout)
+        sys.stdout.flush()
+
+    signal.signal(signal.SIGUSR2, print_tasks)
     import covalent  # before the plugin (docs/facts.md: the circular-import trap)
     from covalent_ecs_executor import ECSExecutor
 
@@ -98,6 +107,7 @@ def test_a_script_told_to_stop_stops_its_task_within_its_bound(fresh_sandbox, si
         env=os.environ.copy(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     try:
         wait_for(
@@ -110,6 +120,7 @@ def test_a_script_told_to_stop_stops_its_task_within_its_bound(fresh_sandbox, si
         try:
             watcher.wait(timeout=EXIT_CEILING_S)
         except subprocess.TimeoutExpired:
+            watcher.send_signal(signal.SIGUSR2)  # every asyncio task's stack
             watcher.send_signal(signal.SIGUSR1)  # every thread's stack, then its output
             with contextlib.suppress(subprocess.TimeoutExpired):
                 watcher.wait(timeout=5)
@@ -161,6 +172,7 @@ def test_a_script_interrupted_during_a_large_upload_exits_within_its_bound(fresh
         env=os.environ.copy(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     try:
         wait_for(

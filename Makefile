@@ -51,7 +51,7 @@ bench: install bench-original
 bench-quick: install bench-original
 	$(PY) benchmarks/bench.py --quick $(BENCH_ARGS)
 
-# Is the run `make bench` just wrote the same as the committed one? (issue 18's rule)
+# Is the run `make bench` just wrote the same as the committed one? (benchmarks/compare.py says the rule)
 bench-compare: install
 	$(PY) benchmarks/compare.py
 

@@ -18,7 +18,7 @@ Python processes on two cores. The cold-start row runs the real runner cold.
 Every batch of this executor runs ``--repeat`` times (3; 1 with ``--quick``),
 interleaved, the original's ``--original-repeat`` times (1), and the report gives the
 median with min-max, and the machine's load around each batch. The
-faults row (issue 13) runs N tasks on Spot with a scripted share of launches failing
+faults row runs N tasks on Spot with a scripted share of launches failing
 for causes that may pass. Results are printed and written to
 ``benchmarks/results/latest.{json,md}`` (``latest-quick.*`` with ``--quick``). Not a
 test: nothing is asserted; targets are shown met or missed.
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-original", action="store_true", help="only this project's executor")
     parser.add_argument("--no-cold", action="store_true",
                         help="skip the run without the benchmark's fork server")
-    parser.add_argument("--no-faults", action="store_true", help="skip the faults row (issue 13)")
+    parser.add_argument("--no-faults", action="store_true", help="skip the faults row (launches failing for causes that pass)")
     parser.add_argument("--faults-n", type=int, default=None,
                         help="N of the faults row (default: the largest N)")
     parser.add_argument("--payload-gib", type=float, default=1.0, help="size of the big-payload runs")

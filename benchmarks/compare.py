@@ -3,7 +3,7 @@
     python benchmarks/compare.py [FIRST.json [SECOND.json]]
     make bench-compare        # the committed results against the run `make bench` just wrote
 
-Issue 18's rule, for every batch group (plugin, N, kind) both runs measured: a timing
+The rule, for every batch group (plugin, N, kind) both runs measured: a timing
 or CPU figure of the second run agrees with the first when its median is within 25% of
 the first's median or within the first run's spread (min-max over --repeat runs),
 whichever is wider; differences under 10 ms always agree (below what a shared 2-core
@@ -57,7 +57,7 @@ SKIPPED = ("load average", "sandbox requests answered")
 
 
 def agrees(first: dict[str, float], second: dict[str, float], *, floor: float = ABSOLUTE_FLOOR_S) -> bool:
-    """Issue 18's rule for one figure: ``first``/``second`` are {median, min, max}."""
+    """The rule for one figure: ``first``/``second`` are {median, min, max}."""
     difference = abs(second["median"] - first["median"])
     if difference <= max(RELATIVE_TOLERANCE * abs(first["median"]), floor):
         return True

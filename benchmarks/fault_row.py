@@ -1,4 +1,4 @@
-"""The faults row (issue 13): launches that fail for causes that may pass, at scale.
+"""The faults row: launches that fail for causes that may pass, at scale.
 
 N tasks on Fargate Spot with ``spot_fallback``; the sandbox is scripted, per task
 label (``<dispatch_id>/<node_id>``, faults.py: a fault applies to the next ``times``

@@ -14,18 +14,18 @@ from typing import Any
 from bench import OPERATIONS
 
 GIB = 1024**3
-# Issue 6's scale targets.
+# The scale targets (docs/benchmarks.md).
 EXIT_TO_RETURN_P95_S = 1.0
 IDLE_DESCRIBE_PER_S = 1.0
-# Payload PUT, record PUT (issue 14's durable task record: one per run, by design),
+# Payload PUT, record PUT (the durable task record, records.py: one per run, by design),
 # result GET, DeleteObjects (docs/benchmarks.md, "What the figures mean").
 CLIENT_S3_PER_TASK = 4
 RSS_GROWTH_MIB = 64
 # 1000 launches against a 100-burst, 20/s bucket: (1000 - 100) / 20 = 45 s, +10%.
 LAUNCH_PHASE_S = 45 * 1.1
-# Issue 18: client CPU per task above this is to be profiled and reduced.
+# Client CPU per task above this is to be profiled and reduced.
 CLIENT_CPU_MS_PER_TASK = 20.0
-# Issue 13's launch target for the faults row is stated for N = 1000: far beyond the
+# The launch target for the faults row is stated for N = 1000: far beyond the
 # launch burst, where relaunches queue behind the pacer rather than wait to be seen.
 FAULTS_TARGET_MIN_N = 1000
 
@@ -120,7 +120,7 @@ def _rows(row: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _cost_rows(row: dict[str, Any]) -> dict[str, Any]:
-    """Where the time and CPU went, per side (issue 18): client, sandbox, containers."""
+    """Where the time and CPU went, per side: client, sandbox, containers."""
     cost = row.get("cost") or {}
     latency = row.get("call_latency_s") or {}
     poll = row.get("poll") or {}
@@ -199,7 +199,7 @@ def _targets(report: dict[str, Any], summary: list[dict[str, Any]]) -> list[str]
     lines = [
         "Judged on the median of the runs (errors, throttling and duplicates: on the worst run).",
         "",
-        "| target (issues 6, 13, 14, 18) | measured (this executor) | met |",
+        "| target | measured (this executor) | met |",
         "|---|---|---|",
     ]
 
@@ -417,7 +417,7 @@ def _problems(group: dict[str, Any] | None, label: str) -> list[str]:
 def _faults_section(group: dict[str, Any]) -> list[str]:
     metrics = group["metrics"]
     out = [
-        f"## Faults row: N = {group['n']} on Spot with launches failing (issue 13)",
+        f"## Faults row: N = {group['n']} on Spot with launches failing",
         "",
         "FARGATE_SPOT with `spot_fallback`; per task label the sandbox fails 1% of the tasks "
         "at start (ENI provisioning timeout: the container never runs), refuses 1% of "

@@ -650,7 +650,7 @@ class ECSExecutor(AsyncBaseExecutor):
             result_uri=run.result_uri,
         )
 
-    # ------------------------------------------ where the time and money went (issue 14)
+    # ------------------------------------------ where the time and money went
     async def _write_record(self, run: _Run) -> None:
         """Build each attempt's timeline (``run.seen.timelines``, for the summary lines)
         and write the run's durable record: one PutObject. A failure is only a warning."""

@@ -1,4 +1,4 @@
-"""benchmarks/compare.py: issue 18's reproducibility rule, on two hand-made reports."""
+"""benchmarks/compare.py: the reproducibility rule, on two hand-made reports."""
 
 from __future__ import annotations
 

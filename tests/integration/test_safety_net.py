@@ -93,6 +93,17 @@ _WATCHER = textwrap.dedent(
     asyncio.run(executor.run(sleeps, [], {}, {"dispatch_id": sys.argv[2], "node_id": 0}))
     """
 )
+def _start_script(script: str, sandbox: Any, dispatch_id: str) -> subprocess.Popen[bytes]:
+    """A user's script running one task of ``dispatch_id``, to be interrupted."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, json.dumps(sandbox.executor_config), dispatch_id],
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=sigint_as_in_a_terminal,
+    )
+
+
 # By design, a process told to stop returns within the guard's bound (its StopTask,
 # tried twice within STOP_WAIT_S) plus the exit hook's bound for tasks it could not
 # stop; the rest is the interpreter's own teardown.
@@ -102,13 +113,7 @@ EXIT_CEILING_S = livetasks.STOP_WAIT_S + livetasks.EXIT_STOP_WAIT_S + 10
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_script_told_to_stop_stops_its_task_within_its_bound(fresh_sandbox, signum):
     dispatch_id = _dispatch(f"signal-{signum.name.lower()}")
-    watcher = subprocess.Popen(
-        [sys.executable, "-c", _WATCHER, json.dumps(fresh_sandbox.executor_config), dispatch_id],
-        env=os.environ.copy(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        preexec_fn=sigint_as_in_a_terminal,
-    )
+    watcher = _start_script(_WATCHER, fresh_sandbox, dispatch_id)
     try:
         wait_for(
             lambda: (_own_task(fresh_sandbox, dispatch_id) or {}).get("lastStatus") == "RUNNING",
@@ -167,13 +172,7 @@ def test_a_script_interrupted_during_a_large_upload_exits_within_its_bound(fresh
     fresh_sandbox.add_fault(
         "slow_response", label=dispatch_id, operations=["s3.UploadPart"], delay_s=HELD_PART_S, times=3
     )
-    uploader = subprocess.Popen(
-        [sys.executable, "-c", _UPLOADER, json.dumps(fresh_sandbox.executor_config), dispatch_id],
-        env=os.environ.copy(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        preexec_fn=sigint_as_in_a_terminal,
-    )
+    uploader = _start_script(_UPLOADER, fresh_sandbox, dispatch_id)
     try:
         wait_for(
             lambda: fresh_sandbox.calls().get("fault.slow_response.s3.UploadPart", 0) >= 1,

@@ -36,7 +36,6 @@ from . import aws, failures
 from .errors import ECSExecutorError, IntegrityError, StagingError
 
 STAGING_ROOT = "covalent-ecs"
-_STREAM_CHUNK_BYTES = 1024 * 1024
 # boto3's transfer manager goes multipart above this (docs/facts.md, "S3"). Below it a
 # payload is one PutObject sent directly: ``upload_file`` would start a transfer manager
 # and its threads per call for that same request, which at 1000 concurrent runs is
@@ -181,7 +180,7 @@ def download_result(
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         try:
             return _download_result_once(s3, bucket, key, cache_dir, signing_key)
-        except _BrokenDownload as broken:
+        except signing.BrokenStream as broken:
             if attempt == DOWNLOAD_ATTEMPTS:
                 raise StagingError(
                     f"could not download the result {bucket.uri(key)} after {attempt} tries: "
@@ -190,10 +189,6 @@ def download_result(
                 ) from broken.__cause__
             time.sleep(DOWNLOAD_BACKOFF_S * 2 ** (attempt - 1))
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-class _BrokenDownload(Exception):
-    """The result's body stopped mid-stream (its cause says how): worth another try."""
 
 
 def _download_result_once(
@@ -224,21 +219,10 @@ def _download_result_once(
     fd, path = tempfile.mkstemp(prefix="result-", suffix=".pkl", dir=_cache_dir(cache_dir))
     try:
         with os.fdopen(fd, "wb") as f:
-            chunks = body.iter_chunks(_STREAM_CHUNK_BYTES)
-            while True:
-                try:
-                    chunk = next(chunks, None)
-                except Exception as err:  # noqa: BLE001 - botocore/urllib3 stream errors vary
-                    raise _BrokenDownload() from err
-                if chunk is None:
-                    break
-                mac.update(chunk)
-                try:
-                    f.write(chunk)
-                except OSError as err:  # the local disk: not worth another download
-                    raise StagingError(
-                        f"could not save the result {uri} in {cache_dir}: {err}"
-                    ) from err
+            try:
+                signing.copy_body(body, signing.MacWriter(f, mac))
+            except OSError as err:  # the local disk (a broken read is BrokenStream): no retry
+                raise StagingError(f"could not save the result {uri} in {cache_dir}: {err}") from err
         if not mac.matches(metadata.get(contract.META_MAC)):
             raise IntegrityError(
                 f"the result {uri} failed its integrity check and was not loaded: its bytes "

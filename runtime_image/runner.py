@@ -219,16 +219,12 @@ def _download_payload(
     for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
         try:
             return _download_payload_once(s3, bucket, key, path, owner, signing_key)
-        except _BrokenBody as broken:
+        except signing.BrokenStream as broken:
             if attempt == _DOWNLOAD_ATTEMPTS:
                 raise broken.__cause__ from None  # type: ignore[misc]
             _log(f"the payload download broke ({broken.__cause__}); trying again")
             time.sleep(0.5 * 2 ** (attempt - 1))
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-class _BrokenBody(Exception):
-    """The body stopped mid-stream (its cause says how)."""
 
 
 def _download_payload_once(
@@ -243,16 +239,7 @@ def _download_payload_once(
         return False
     mac = signing_key.mac(signing.PURPOSE_PAYLOAD, key)
     with open(path, "wb") as f:
-        chunks = response["Body"].iter_chunks(1024 * 1024)
-        while True:
-            try:
-                chunk = next(chunks, None)
-            except Exception as exc:  # noqa: BLE001 - botocore/urllib3 stream errors vary
-                raise _BrokenBody() from exc
-            if chunk is None:
-                break
-            mac.update(chunk)
-            f.write(chunk)
+        signing.copy_body(response["Body"], signing.MacWriter(f, mac))
     return mac.matches(claimed)
 
 

@@ -22,6 +22,8 @@ import secrets
 from typing import Any, BinaryIO
 
 KEY_BYTES = 32  # 256 bits
+# A streamed object's body is read (and MACed, and written) this much at a time.
+STREAM_CHUNK_BYTES = 1024 * 1024
 PURPOSE_PAYLOAD = "payload"
 PURPOSE_RESULT = "result"
 _DOMAIN = "covalent-ecs-staged-object/v1"
@@ -103,3 +105,23 @@ class MacWriter:
     def write(self, data: bytes) -> int:
         self.mac.update(data)
         return self._file.write(data)
+
+
+class BrokenStream(Exception):
+    """A streamed object's body stopped mid-way (its cause says how). botocore retries
+    requests, not bodies, so the caller may start the whole download again."""
+
+
+def copy_body(body: Any, writer: MacWriter) -> None:
+    """Stream an S3 object's ``body`` into ``writer`` (which MACs every byte), chunk by
+    chunk: the payload (runner) and the result (client) are read this one way. A read
+    that fails raises BrokenStream; a write that fails raises its OSError."""
+    chunks = body.iter_chunks(STREAM_CHUNK_BYTES)
+    while True:
+        try:
+            chunk = next(chunks, None)
+        except Exception as exc:  # noqa: BLE001 - botocore/urllib3 stream errors vary
+            raise BrokenStream() from exc
+        if chunk is None:
+            return
+        writer.write(chunk)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -189,17 +190,24 @@ def _patch_task_init() -> None:
 class _ClientTokens:
     """RunTask idempotency: clientToken -> the tasks the first call started."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._tasks: dict[tuple[str, str, str], tuple[float, list[Any]]] = {}
 
     def lock_for(self, key: tuple[str, str, str]) -> threading.Lock:
         with self._lock:
-            now = time.monotonic()
-            for stale in [k for k, (t, _) in self._tasks.items() if now - t > CLIENT_TOKEN_TTL_S]:
-                del self._tasks[stale]
-                self._locks.pop(stale, None)
+            # Entries are kept in the order they were put, so the stale ones are first:
+            # dropping them costs nothing per call once they are gone (a scan of every
+            # token per RunTask grew with the sandbox's age).
+            now = self._clock()
+            while self._tasks:
+                oldest = next(iter(self._tasks))
+                if now - self._tasks[oldest][0] <= CLIENT_TOKEN_TTL_S:
+                    break
+                del self._tasks[oldest]
+                self._locks.pop(oldest, None)
             return self._locks.setdefault(key, threading.Lock())
 
     def get(self, key: tuple[str, str, str]) -> list[Any] | None:
@@ -207,7 +215,9 @@ class _ClientTokens:
         return entry[1] if entry else None
 
     def put(self, key: tuple[str, str, str], tasks: list[Any]) -> None:
-        self._tasks[key] = (time.monotonic(), tasks)
+        with self._lock:
+            self._tasks.pop(key, None)  # to the end: the order stays the order of time
+            self._tasks[key] = (self._clock(), tasks)
 
 
 _client_tokens = _ClientTokens()

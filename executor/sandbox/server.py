@@ -53,6 +53,44 @@ from .limits import AwsLimits
 RequestPolicy = Callable[[str, dict[str, Any], Any], "Iterable[bytes] | None"]
 
 
+class MotoDispatcher(DomainDispatcherApplication):
+    """moto's dispatcher with each host's backend looked up once.
+
+    moto resolves every request's backend under one lock, and the lookup lists moto's
+    package folder and stats each entry (about 200 syscalls) before matching its URL
+    patterns. Under a few hundred concurrent requests the lock's holder gives the GIL
+    away at each syscall, and every request queues behind it: the sandbox's latency
+    jumped from tens of milliseconds to a second at N = 1000. A host's backend never
+    changes while the server runs, so the answer is kept (for at most
+    ``MAX_HOSTS`` hosts; the sandbox serves a handful).
+    """
+
+    MAX_HOSTS = 1024
+
+    def __init__(self, create_app: Any) -> None:
+        super().__init__(create_app)
+        self._backend_of_host: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        try:
+            return self._backend_of_host[host]
+        except KeyError:
+            pass
+        backend = super().get_backend_for_host(host)
+        if len(self._backend_of_host) < self.MAX_HOSTS:
+            self._backend_of_host[host] = backend
+        return backend
+
+
+class QuietRequestHandler(MotoRequestHandler):
+    """moto's request handler without werkzeug's access log: the sandbox counts and
+    reports its requests itself, and formatting a log line per request (its
+    timestamp included) was a measurable share of the server's time."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
 class SandboxMiddleware:
     def __init__(
         self, *, control: ControlAPI, counter: CallCounter, server_host: str = "127.0.0.1"
@@ -61,7 +99,7 @@ class SandboxMiddleware:
         self.counter = counter
         self.server_host = server_host
         self.request_policies: list[RequestPolicy] = []
-        self._moto = DomainDispatcherApplication(create_backend_app)
+        self._moto = MotoDispatcher(create_backend_app)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith(CONTROL_PREFIX):
@@ -280,7 +318,7 @@ class ApiServer:
         # werkzeug logs every request at INFO; the sandbox reports its own events.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=MotoRequestHandler
+            host, port, app, threaded=True, request_handler=QuietRequestHandler
         )
         self._server.daemon_threads = True  # type: ignore[attr-defined]
         self._thread = threading.Thread(

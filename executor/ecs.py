@@ -4,7 +4,7 @@
 
 1. stage    (staging.py)   cloudpickle ``(function, args, kwargs)`` and upload it to S3,
             signed with this run's key (signing.py), into a bucket of this account
-            only, shortly before the run's launch slot (launch.py's pacer)
+            only, shortly before the run's launch slot (launch.py's schedule)
 2. define   (taskdefs.py)  find or register the one task definition for this config
 3. launch   (launch.py, livetasks.py)  RunTask with command, env and size as overrides;
             from here to the end of ``run()`` the task is guarded: if ``run()`` ends
@@ -86,7 +86,7 @@ _STUCK_HINTS = {
     "image, or no route from the subnet to ECR). ",
 }
 
-# A payload is staged this long before its launch slot (the launch pacer's): time for
+# A payload is staged this long before its launch slot (launch.py's schedule): time for
 # a small payload's PutObject even on a loaded link, while 1000 runs called at once
 # upload at the launch rate rather than all at the start (_stage_before_launch).
 STAGE_LEAD_S = 2.0
@@ -137,7 +137,7 @@ class _Run:
     # Every task the run's attempts started.
     launched: list[livetasks.LiveTask] = field(default_factory=list)
     # Event-loop time of the launch slot reserved for this attempt before its payload
-    # was staged (``_stage_before_launch``); None: the launch takes a slot from the pacer when ready.
+    # was staged (``_stage_before_launch``); None: launched as soon as the pacer lets it.
     launch_at: float | None = None
 
     @property
@@ -416,7 +416,7 @@ class ECSExecutor(AsyncBaseExecutor):
         for the first seconds, and the results of the first tasks to finish waited
         behind them. Staged as their slots come, uploads follow the launch rate."""
         loop = asyncio.get_running_loop()
-        launch_at = loop.time() + launch.launch_pacer.reserve()  # one task per RunTask
+        launch_at = loop.time() + launch.launch_schedule.reserve()  # one task per RunTask
         await asyncio.sleep(max(0.0, launch_at - STAGE_LEAD_S - loop.time()))
         run = replace(run, launch_at=launch_at)
         await self._stage(run, payload)
@@ -467,8 +467,9 @@ class ECSExecutor(AsyncBaseExecutor):
     async def _launch_request(
         self, run: _Run, definition_arn: str, *, launch_at: float | None
     ) -> dict[str, Any]:
-        """The RunTask request, once the launch pacer lets it go (Fargate's launch
-        bucket): at ``launch_at`` when a slot was reserved, else when it gives one."""
+        """The RunTask request, once it may go: not before ``launch_at`` (the slot its
+        payload was staged for), and only when the launch pacer lets it (Fargate's
+        launch bucket counts the launches actually sent, late ones included)."""
         request = launch.build_run_task_request(
             run.config,
             task_definition_arn=definition_arn,
@@ -479,10 +480,9 @@ class ECSExecutor(AsyncBaseExecutor):
             attempt=run.attempt,
             signing_key=run.signing_key,
         )
-        if launch_at is None:
-            await launch.launch_pacer.acquire(request["count"])
-        else:
+        if launch_at is not None:
             await asyncio.sleep(max(0.0, launch_at - asyncio.get_running_loop().time()))
+        await launch.launch_pacer.acquire(request["count"])
         if await self._cancel_requested():
             raise TaskCancelledError(
                 f"cancelled before launch: no ECS task was started for node {run.node_id}"

@@ -149,6 +149,7 @@ def test_payloads_are_staged_as_their_launch_slots_come_not_all_at_once(fresh_sa
     # 6 s; uploads at 0, 2.5 and 5.5 s), where staging at once put all three first.
     from covalent_ecs_executor import aws, ecs, launch
 
+    monkeypatch.setattr(launch, "launch_schedule", launch.LaunchPacer(burst=1, rate_per_s=1 / 3))
     monkeypatch.setattr(launch, "launch_pacer", launch.LaunchPacer(burst=1, rate_per_s=1 / 3))
     monkeypatch.setattr(ecs, "STAGE_LEAD_S", 0.5)
     executor = ECSExecutor(**fresh_sandbox.executor_config)
@@ -168,3 +169,32 @@ def test_payloads_are_staged_as_their_launch_slots_come_not_all_at_once(fresh_sa
         clients.s3.meta.events.unregister("before-call.s3.PutObject", note)
         clients.ecs.meta.events.unregister("before-call.ecs.RunTask", note)
     assert sent == ["payload", "RunTask"] * 3
+
+
+def test_runs_that_reach_their_launch_slot_late_are_paced_when_sent(fresh_sandbox, monkeypatch):
+    # Slots at 0, 0, 1, 2 and 3 s (a burst of 2, then 1 a second), but the task
+    # definition's lookup is held 4 s, so every run reaches its slot late. Fargate
+    # counts launches as they arrive: they go 2 at once, then 1 a second, not 5 together.
+    from covalent_ecs_executor import aws, ecs, launch, taskdefs
+
+    monkeypatch.setattr(launch, "launch_schedule", launch.LaunchPacer(burst=2, rate_per_s=1))
+    monkeypatch.setattr(launch, "launch_pacer", launch.LaunchPacer(burst=2, rate_per_s=1))
+    monkeypatch.setattr(ecs, "_task_definitions", taskdefs.TaskDefinitionCache())  # looked up anew
+    fresh_sandbox.clear_faults()
+    fresh_sandbox.add_fault("slow_response", operations=["ecs.DescribeTaskDefinition"], delay_s=4, times=1)
+    executor = ECSExecutor(**fresh_sandbox.executor_config)
+    sent = []
+
+    def note(**kwargs):
+        sent.append(time.monotonic())
+
+    clients = aws.clients_for(executor.config())
+    clients.ecs.meta.events.register("before-call.ecs.RunTask", note)
+    try:
+        assert run_tasks(executor, [(abs, (-i,), {}) for i in range(5)]) == [0, 1, 2, 3, 4]
+    finally:
+        clients.ecs.meta.events.unregister("before-call.ecs.RunTask", note)
+        fresh_sandbox.clear_faults()
+    assert fresh_sandbox.calls().get("fault.slow_response.ecs.DescribeTaskDefinition") == 1
+    after_first = [round(t - sent[0], 2) for t in sorted(sent)]
+    assert all(after_first[i] >= i - 1 - 0.05 for i in range(2, 5)), after_first

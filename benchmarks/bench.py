@@ -11,7 +11,7 @@ caller and records each task's container start and exit.
 
 Up to ``--real-runner-max-n`` (100) this executor's tasks run the real runner, forked
 warm (bench_starters.py); above it they run the scale mode's stand-in container
-(stand_in.py: a thread keeping the runner's contract), so that N = 1000 measures the
+(stand_in.py: threads of one helper process keeping the runner's contract), so that N = 1000 measures the
 executor, its launch pacing and polling, and the local AWS API rather than a thousand
 Python processes on two cores. The cold-start row runs the real runner cold.
 
@@ -127,7 +127,7 @@ def _proc_cpu_s(pid: int) -> tuple[float, float]:
 def sandbox_cpu_s(sandbox: Any, stand_in_stats: str | None = None) -> dict[str, float]:
     """CPU seconds so far of the sandbox's server+agent process, of its task processes
     (reaped children of the sandbox and of multiprocessing's fork server), and of the
-    stand-in containers (threads of the sandbox's process: taken out of its own)."""
+    stand-in containers (their host process, stand_in.py)."""
     pid = sandbox.health()["pid"]
     own, children = _proc_cpu_s(pid)
     stand_in = read_stand_in_stats(stand_in_stats)["cpu_s"] if stand_in_stats else 0.0
@@ -145,7 +145,7 @@ def sandbox_cpu_s(sandbox: Any, stand_in_stats: str | None = None) -> dict[str, 
         except (OSError, ValueError, IndexError):
             continue
         children += sum(_proc_cpu_s(int(entry)))
-    return {"server_and_agent": own - stand_in, "tasks": children, "stand_in": stand_in}
+    return {"server_and_agent": own, "tasks": children, "stand_in": stand_in}
 
 
 class RssSampler(threading.Thread):
@@ -245,12 +245,13 @@ def batch(
     client_calls["DescribeTasks"] -= document.get("idle", {}).get("describe_tasks", 0)
     row["calls_total"] = {"client": client_calls, "runner": runner_calls}
     # Refused calls ("Rate exceeded" from the sandbox's AWS limits), whoever made them.
-    row["throttled_total"] = sum(
-        count
-        for calls in by_caller.values()
-        for op, count in calls.items()
-        if op.startswith("throttled.")
-    )
+    throttled: dict[str, int] = {}
+    for calls in by_caller.values():
+        for op, count in calls.items():
+            if op.startswith("throttled."):
+                throttled[op.removeprefix("throttled.")] = throttled.get(op.removeprefix("throttled."), 0) + count
+    row["throttled_total"] = sum(throttled.values())
+    row["throttled_by_operation"] = throttled
     row["calls_per_task"] = {
         "client": {k: round(v / n, 3) for k, v in client_calls.items()},
         "runner": {k: round(v / n, 3) for k, v in runner_calls.items()},
@@ -552,7 +553,7 @@ def _brief(row: dict[str, Any]) -> str:
         f"exit->seen p95={row['exit_to_seen_s'].get('p95')}s exit->return p95="
         f"{row['exit_to_return_s'].get('p95')}s client={cost.get('client_cpu_ms_per_task')} ms/task "
         f"sandbox={cost.get('sandbox_cpu_ms_per_request')} ms/request DescribeTasks p95="
-        f"{describe.get('p95')}s throttled={row.get('throttled_total')} load={row['load_1min']}"
+        f"{describe.get('p95')}s throttled={row.get('throttled_by_operation') or 0} load={row['load_1min']}"
     )
     if "faults" in row:
         brief += f" faults={row['faults']}"

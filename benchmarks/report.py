@@ -328,8 +328,8 @@ def _costs(summary: list[dict[str, Any]]) -> list[str]:
         "## Where the time and CPU go (this executor)",
         "",
         "Client: the driver process during the batch (imports excluded). Sandbox: its "
-        "process's CPU less the stand-in containers', per request it answered (every "
-        "caller). Latencies: each call as the executor's boto3 client saw it, retries "
+        "process's CPU (API server and agent; the stand-in containers run in a process of "
+        "their own), per request it answered (every caller). Latencies: each call as the executor's boto3 client saw it, retries "
         "included. Poll period: the poller's `poll_cycle` events, start to start.",
         "",
         "| metric | " + " | ".join(names) + " |",
@@ -359,8 +359,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Sandbox AWS limits (token buckets): **{'enforced' if report['aws_limits_enforced'] else 'NOT enforced'}**.",
         f"- Up to N={report.get('real_runner_max_n', '–')} this executor's tasks run the real runner, "
         "forked from the benchmark's pre-warmed fork server (bench_starters.py; see the cold-start row); "
-        "above it they run the scale mode's stand-in container (stand_in.py: a thread of the "
-        "sandbox that reads the payload, waits the task's time and writes the runner's result envelope).",
+        "above it they run the scale mode's stand-in container (stand_in.py: a thread of one "
+        "helper process that reads the payload, waits the task's time and writes the runner's result envelope).",
         "- The original's runner always starts a cold interpreter.",
         f"- Original plugin: {original.get('package') or 'not installed (run benchmarks/setup_original.sh)'}"
         f", run up to N={original.get('max_n')}; its defaults (poll_freq 10 s).",

@@ -1,24 +1,31 @@
-"""The scale mode's container: a thread that keeps the runner's contract, not a process.
+"""The scale mode's container: a thread of one helper process that keeps the runner's
+contract, not a process per task.
 
 At N = 1000 a real runner per task (even forked warm) spends more CPU than the
 executor and the sandbox together, so on two cores the benchmark would measure the
 machine's saturation. ``StandInStarter`` plugs into the sandbox agent's process-start
 seam (covalent_ecs_executor/sandbox/starters.py) and, for the tasks a driver marks
 with ``STAND_IN_ENV`` (the task's duration in seconds, in the executor's
-``environment``), runs each container as a thread of the sandbox's process
-(``TaskProcess.pid`` is None: nothing to measure or limit). The thread keeps the
-runner's side of the contract with the runner's own code: it streams the payload
-object from S3, waits the task's duration, pickles a result envelope with the runner's
-envelope writer and puts it at the result key, then "exits" 0. Its S3 client carries
-the runner's User-Agent marker, so the sandbox counts its calls as the runner's.
+``environment``), runs each container as a thread of one stand-in host: a helper
+process the starter starts once (``python -m stand_in``) and talks to over its stdin
+and stdout, one JSON line per message (``TaskProcess.pid`` is None: nothing to measure
+or limit). The thread keeps the runner's side of the contract with the runner's own
+code: it streams the payload object from S3, waits the task's duration, pickles a
+result envelope with the runner's envelope writer and puts it at the result key, then
+"exits" 0. Its S3 client carries the runner's User-Agent marker, so the sandbox counts
+its calls as the runner's.
+
+The host is a process of its own because on AWS the container is not in the API's
+process: run as threads of the sandbox's process, the stand-ins' S3 clients took the
+interpreter from the requests the sandbox was answering, and at N = 1000 the API's
+latency (what the benchmark measures) depended on how their bursts fell.
 
 It never unpickles the payload: unpickling is running code, and the stand-in stands
 for the container, not for the user's function. The real runner stays measured at
 N <= 100 and in the cold-start row.
 
-What a stand-in costs the sandbox's process (its threads' CPU time) is summed into a
-JSON file, ``STATS_ENV`` in the sandbox's environment, so bench.py can tell it apart
-from the server's and the agent's CPU.
+The host writes its process's CPU time to a JSON file, ``STATS_ENV`` in the sandbox's
+environment, so bench.py reports it apart from the server's and the agent's CPU.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -96,91 +104,72 @@ def exchange(
     return envelope
 
 
-class StandInTask:
-    """One stand-in container: a thread (a ``TaskProcess`` whose pid is None)."""
+class _HostTask:
+    """One stand-in container, as a thread of the host."""
 
-    pid: int | None = None
-
-    def __init__(self, spec: ContainerSpec, s3: Any, on_end: Any) -> None:
-        self.argv = host_argv(spec.argv)
-        self.env = dict(spec.env)
-        self._spec = spec
-        self._s3 = s3
-        self._on_end = on_end
-        self._duration_s = float(spec.env[STAND_IN_ENV])
+    def __init__(self, host: _Host, task_id: str, message: dict[str, Any]) -> None:
+        self._host = host
+        self._id = task_id
+        self._command = message["command"]
+        self._env = message["env"]
+        self._cwd = message["cwd"]
+        self._duration_s = float(message["duration_s"])
         self._signalled = threading.Event()
         self._signal = 0
-        self._returncode: int | None = None
-        # The agent closes its copy of the output descriptor once start() returns.
-        self._output_fd = os.dup(spec.output_fd)
-        self._thread = threading.Thread(
-            target=self._run, name=f"stand-in-{spec.task_arn.rsplit('/', 1)[-1][:8]}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"stand-in-{task_id}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def signal(self, sig: int) -> None:
+        if not self._signalled.is_set():
+            self._signal = int(sig) or signal.SIGKILL
+            self._signalled.set()
 
     def _wait(self) -> None:
         if self._signalled.wait(self._duration_s):
             raise Stopped
 
-    def _say(self, text: str) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._output_fd, text.encode("utf-8", errors="replace"))
-
     def _run(self) -> None:
-        started_cpu = time.thread_time()
-        code = contract.EXIT_NO_RESULT
-        label = self.env.get(contract.ENV_TASK_LABEL, "?")
+        code, output = contract.EXIT_NO_RESULT, ""
+        label = self._env.get(contract.ENV_TASK_LABEL, "?")
         try:
-            exchange(self._s3, self.argv[3:], self.env, self._spec.cwd, self._wait)
-            self._say(f"[stand-in] task {label}: returned after {self._duration_s:g} s\n")
+            exchange(self._host.client(self._env), self._command, self._env, self._cwd, self._wait)
+            output = f"[stand-in] task {label}: returned after {self._duration_s:g} s\n"
             code = contract.EXIT_RESULT_WRITTEN
         except Stopped:
             code = -self._signal
         except Exception:  # noqa: BLE001 - reported on the task's output, like a crash
-            self._say(f"[stand-in] task {label} failed:\n{traceback.format_exc()}")
-        finally:
-            os.close(self._output_fd)  # what tells the log pump the output is complete
-            self._on_end(time.thread_time() - started_cpu)
-            self._returncode = code
-
-    def poll(self) -> int | None:
-        return self._returncode
-
-    def wait(self) -> int:
-        self._thread.join()
-        assert self._returncode is not None
-        return self._returncode
-
-    def send_signal(self, sig: int) -> None:
-        # Any signal ends it (as SIGTERM/SIGKILL end the runner); none once it has ended.
-        if self._returncode is None and not self._signalled.is_set():
-            self._signal = int(sig) or signal.SIGKILL
-            self._signalled.set()
+            output = f"[stand-in] task {label} failed:\n{traceback.format_exc()}"
+        self._host.ended(self._id, code, output)
 
 
-class StandInStarter:
-    """Starts the marked runner tasks as ``StandInTask`` threads (see the module doc)."""
+class _Host:
+    """The stand-in host's side: reads ``start``/``signal`` messages from stdin, runs
+    each task as a ``_HostTask`` thread, answers ``ended`` on stdout. Stops at EOF."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, ...], Any] = {}
+        self._tasks: dict[str, _HostTask] = {}
         self._stats_path = os.environ.get(STATS_ENV)
-        self._stats = {"tasks": 0, "cpu_s": 0.0}
+        self._ended = 0
 
-    def accepts(self, spec: ContainerSpec) -> bool:
-        return STAND_IN_ENV in spec.env and host_argv(spec.argv)[:3] == RUNNER_ARGV
+    def serve(self) -> None:
+        for line in sys.stdin:
+            message = json.loads(line)
+            if message["op"] == "start":
+                task = _HostTask(self, message["id"], message)
+                with self._lock:
+                    self._tasks[message["id"]] = task
+                task.start()
+            elif message["op"] == "signal":
+                with self._lock:
+                    found = self._tasks.get(message["id"])
+                if found is not None:
+                    found.signal(message["signal"])
 
-    def start(self, spec: ContainerSpec) -> TaskProcess:
-        try:
-            task = StandInTask(spec, self._client(spec.env), self._ended)
-        except (KeyError, ValueError) as err:
-            raise OSError(f"the stand-in cannot run this task: {err!r}") from err
-        task.start()
-        return task
-
-    def _client(self, env: dict[str, str]) -> Any:
+    def client(self, env: dict[str, str]) -> Any:
         """An S3 client as the runner makes it, shared by tasks with the same account."""
         key = tuple(env.get(n, "") for n in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"))
         with self._lock:  # creating clients from one session is not thread-safe
@@ -199,18 +188,130 @@ class StandInStarter:
                 )
             return self._clients[key]
 
-    def _ended(self, cpu_s: float) -> None:
+    def ended(self, task_id: str, code: int, output: str) -> None:
         with self._lock:
-            self._stats["tasks"] += 1
-            self._stats["cpu_s"] += cpu_s
+            self._tasks.pop(task_id, None)
+            self._ended += 1
+            sys.stdout.write(json.dumps({"op": "ended", "id": task_id, "code": code, "output": output}) + "\n")
+            sys.stdout.flush()
             if self._stats_path:
                 tmp = f"{self._stats_path}.tmp"
                 with open(tmp, "w") as f:
-                    json.dump(self._stats, f)
+                    json.dump({"tasks": self._ended, "cpu_s": time.process_time()}, f)
                 os.replace(tmp, self._stats_path)  # a reader never sees half a file
 
+
+class StandInTask:
+    """One stand-in container as the agent sees it (a ``TaskProcess`` whose pid is None)."""
+
+    pid: int | None = None
+
+    def __init__(self, spec: ContainerSpec, host: StandInStarter, task_id: str) -> None:
+        self.argv = host_argv(spec.argv)
+        self.env = dict(spec.env)
+        self._host = host
+        self._id = task_id
+        self._ended = threading.Event()
+        self._returncode: int | None = None
+        # The agent closes its copy of the output descriptor once start() returns.
+        self._output_fd = os.dup(spec.output_fd)
+
+    def end(self, code: int, output: str) -> None:
+        try:
+            with contextlib.suppress(OSError):
+                os.write(self._output_fd, output.encode("utf-8", errors="replace"))
+        finally:
+            os.close(self._output_fd)  # what tells the log pump the output is complete
+            self._returncode = code
+            self._ended.set()
+
+    def poll(self) -> int | None:
+        return self._returncode
+
+    def wait(self) -> int:
+        self._ended.wait()
+        assert self._returncode is not None
+        return self._returncode
+
+    def send_signal(self, sig: int) -> None:
+        # Any signal ends it (as SIGTERM/SIGKILL end the runner); none once it has ended.
+        if self._returncode is None:
+            self._host.send({"op": "signal", "id": self._id, "signal": int(sig)})
+
+
+class StandInStarter:
+    """Starts the marked runner tasks in the stand-in host (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._tasks: dict[str, StandInTask] = {}
+        self._count = 0
+        with self._lock:  # started now, so no batch's first tasks wait for its imports
+            self._start_host()
+
+    def accepts(self, spec: ContainerSpec) -> bool:
+        return STAND_IN_ENV in spec.env and host_argv(spec.argv)[:3] == RUNNER_ARGV
+
+    def start(self, spec: ContainerSpec) -> TaskProcess:
+        argv = host_argv(spec.argv)
+        try:
+            duration_s = float(spec.env[STAND_IN_ENV])
+        except ValueError as err:
+            raise OSError(f"the stand-in cannot run this task: {err!r}") from err
+        with self._lock:
+            self._count += 1
+            task_id = str(self._count)
+            task = StandInTask(spec, self, task_id)
+            self._tasks[task_id] = task
+        self.send({"op": "start", "id": task_id, "command": argv[3:], "env": task.env,
+                   "cwd": spec.cwd, "duration_s": duration_s})  # fmt: skip
+        return task
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            if self._process is None:
+                self._start_host()
+            assert self._process is not None and self._process.stdin is not None
+            try:
+                self._process.stdin.write(json.dumps(message) + "\n")
+                self._process.stdin.flush()
+            except (OSError, ValueError) as err:
+                raise OSError(f"the stand-in host is gone: {err}") from err
+
+    def _start_host(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "stand_in"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        threading.Thread(target=self._read, args=(self._process,), name="stand-in-host", daemon=True).start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            message = json.loads(line)
+            with self._lock:
+                task = self._tasks.pop(message["id"], None)
+            if task is not None:
+                task.end(message["code"], message["output"])
+        # The host is gone: whatever it still ran ended with it, as a killed container.
+        with self._lock:
+            orphans, self._tasks = list(self._tasks.values()), {}
+        for task in orphans:
+            task.end(-signal.SIGKILL, "[stand-in] the stand-in host exited\n")
+
     def close(self) -> None:
-        pass  # the agent has stopped every task; their threads are daemons
+        with self._lock:
+            process, self._process = self._process, None
+        if process is None:
+            return
+        assert process.stdin is not None
+        with contextlib.suppress(OSError):
+            process.stdin.close()  # EOF: the host returns
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def read_stats(path: str) -> dict[str, float]:
@@ -220,3 +321,7 @@ def read_stats(path: str) -> dict[str, float]:
             return json.load(f)
     except (OSError, ValueError):
         return {"tasks": 0, "cpu_s": 0.0}
+
+
+if __name__ == "__main__":
+    _Host().serve()

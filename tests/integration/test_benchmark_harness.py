@@ -84,7 +84,7 @@ def test_the_stand_in_container_keeps_the_runners_contract_at_n_2(
     assert row["calls_per_task"]["runner"]["S3 GET"] == 1
     assert row["calls_per_task"]["runner"]["S3 PUT"] == 1
     assert row["runner_start_to_function_s"]["count"] == 2
-    # A thread of the sandbox, not a process: its CPU is counted apart.
+    # Threads of the stand-in host, not a process per task: their CPU is counted apart.
     assert row["sandbox_cpu_s"]["stand_in"] > 0 and row["sandbox_cpu_s"]["tasks"] == 0
     assert "## N = 2 concurrent tasks (stand-in)" in markdown
 
@@ -224,3 +224,84 @@ def test_a_default_command_starter_stands_in_for_the_images_default_command() ->
         assert record["exitCode"] == 0
         assert record["argv"] == command
         assert any("stand-in ran in" in m for m in log_messages(sandbox, record))
+
+
+# -- the scale mode's stand-in container (stand_in.StandInStarter), in its host process
+STAND_IN_ENV = "BENCH_STAND_IN_S"  # benchmarks/driver_common.py
+
+
+@pytest.fixture(scope="module")
+def stand_in_sandbox() -> Iterator[SandboxClient]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHMARKS), env.get("PYTHONPATH")]))
+    with SandboxProcess(
+        provision_delay_s=0, deprovision_delay_s=0, starters=["stand_in:StandInStarter"], env=env
+    ) as sandbox:
+        yield sandbox
+
+
+def _stand_in_host_pid(sandbox: SandboxClient) -> int:
+    sandbox_pid = sandbox.health()["pid"]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == sandbox_pid and cmdline[1:3] == [b"-m", b"stand_in"]:
+            return int(entry.name)
+    raise AssertionError("no stand-in host process under the sandbox")
+
+
+def _run_a_long_stand_in_and(sandbox: SandboxClient, label: str, interfere: Any) -> tuple[BaseException, dict[str, Any]]:
+    """Start a stand-in task that would wait 600 s, call ``interfere(record)`` once it
+    runs, and return what the executor raised and the task's final record."""
+    config = {**sandbox.executor_config, "environment": {STAND_IN_ENV: "600"}}
+    executor = ECSExecutor(**config)
+    meta = {"dispatch_id": label, "node_id": 0, "results_dir": "."}
+
+    def never_called() -> None:  # the stand-in does not run functions
+        raise AssertionError
+
+    def running() -> dict[str, Any] | None:
+        return next(
+            (r for r in sandbox.tasks() if r["env"].get("COVALENT_ECS_TASK") == f"{label}/0"
+             and r["lastStatus"] == "RUNNING"),
+            None,
+        )  # fmt: skip
+
+    async def run() -> Any:
+        task = asyncio.ensure_future(executor.run(never_called, [], {}, meta))
+        record = await asyncio.to_thread(wait_for, running, what="the stand-in task running")
+        interfere(record)
+        return await asyncio.wait_for(task, RUN_CEILING_S)
+
+    with pytest.raises(TaskRuntimeError) as raised:
+        asyncio.run(run())
+    final = next(r for r in sandbox.tasks() if r["env"].get("COVALENT_ECS_TASK") == f"{label}/0")
+    return raised.value, final
+
+
+def test_stop_task_ends_a_stand_in_as_it_ends_the_runner(stand_in_sandbox: SandboxClient) -> None:
+    cluster = stand_in_sandbox.executor_config["ecs_cluster_name"]
+
+    def stop(record: dict[str, Any]) -> None:
+        stand_in_sandbox.client("ecs").stop_task(cluster=cluster, task=record["taskArn"], reason="stopped by the test")
+
+    error, record = _run_a_long_stand_in_and(stand_in_sandbox, "stand-in-stop", stop)
+    assert isinstance(error.__cause__, TaskStoppedError)
+    assert record["stopCode"] == "UserInitiated" and record["exitCode"] == 143
+    assert "reason: stopped by the test" in str(error)
+
+
+def test_a_stand_in_host_that_dies_ends_its_tasks_instead_of_leaving_them_running(
+    stand_in_sandbox: SandboxClient,
+) -> None:
+    error, record = _run_a_long_stand_in_and(
+        stand_in_sandbox, "stand-in-host-dies", lambda _: os.kill(_stand_in_host_pid(stand_in_sandbox), 9)
+    )
+    assert record["lastStatus"] == "STOPPED" and record["exitCode"] == 137
+    assert "the stand-in host exited" in "\n".join(log_messages(stand_in_sandbox, record))
+    assert "137" in str(error)

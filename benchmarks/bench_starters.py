@@ -44,6 +44,16 @@ ORIGINAL_PYTHON = os.path.join(HERE, ".venv-original", "bin", "python")
 ORIGINAL_IMAGE = "public.ecr.aws/covalent/covalent-executor-base:stable"
 ORIGINAL_RUNNER = [ORIGINAL_PYTHON, os.path.join(HERE, "original", "runner_shim.py")]
 RUNNER_MODULE = "covalent_ecs_runtime"
+# Task processes run at this niceness. On Fargate a task's vCPUs are its own; here a
+# hundred runners share the host's cores with the API and the client, and at normal
+# priority they delayed the API's answers (DescribeTasks p95 ~1 s at N = 100), so the
+# benchmark measured the contention rather than either plugin. At a lower priority they
+# still get every idle cycle. The same for both plugins' tasks and the cold-start row.
+TASK_NICE = 10
+
+
+def _lower_priority() -> None:
+    os.nice(TASK_NICE)
 
 
 class _OutputFd:
@@ -99,7 +109,7 @@ class ForkServerStarter:
 
         process = self._context.Process(
             target=forked_runner.run_task,
-            args=(spec.argv[3:], spec.env, spec.cwd, _OutputFd(spec.output_fd)),
+            args=(spec.argv[3:], spec.env, spec.cwd, _OutputFd(spec.output_fd), TASK_NICE),
             name=f"task-{spec.task_arn.rsplit('/', 1)[-1][:8]}",
         )
         try:
@@ -123,7 +133,9 @@ class DefaultCommandStarter:
         return spec.image == self.image and not spec.argv
 
     def start(self, spec: ContainerSpec) -> TaskProcess:
-        return start_process_group(self.argv, dataclasses.replace(spec, argv=self.argv))
+        return start_process_group(
+            self.argv, dataclasses.replace(spec, argv=self.argv), preexec_fn=_lower_priority
+        )
 
     def close(self) -> None:
         pass

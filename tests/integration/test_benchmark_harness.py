@@ -135,6 +135,7 @@ def test_a_forked_runner_task_is_its_own_process_with_the_task_environment(
             "endpoint": os.environ.get("AWS_ENDPOINT_URL"),
             "parent": os.getppid(),
             "sandbox_modules": sorted({"moto", "covalent_ecs_executor"} & set(sys.modules)),
+            "nice": os.nice(0),
         }
 
     forking_sandbox.reset_calls()
@@ -149,6 +150,7 @@ def test_a_forked_runner_task_is_its_own_process_with_the_task_environment(
     assert b"forkserver" in Path(f"/proc/{seen['parent']}/cmdline").read_bytes()
     assert seen["sandbox_modules"] == []  # the fork server carries only the runner's modules
     assert seen["pgid"] == seen["pid"]  # its own group: StopTask and OOM kills reach it all
+    assert seen["nice"] == min(19, os.nice(0) + 10)  # bench_starters.TASK_NICE: the API's CPU first
     assert seen["cwd"] == seen["home"] == record["env"]["HOME"]
     assert seen["endpoint"] == forking_sandbox.endpoint_url
     assert record["exitCode"] == 0
@@ -213,7 +215,7 @@ def test_a_default_command_starter_stands_in_for_the_images_default_command() ->
         from bench_starters import DefaultCommandStarter
     finally:
         sys.path.remove(str(BENCHMARKS))
-    command = [sys.executable, "-c", "import os; print('stand-in ran in', os.getcwd())"]
+    command = [sys.executable, "-c", "import os; print('stand-in ran in', os.getcwd(), 'at nice', os.nice(0))"]
     with Sandbox(
         provision_delay_s=0,
         deprovision_delay_s=0,
@@ -224,6 +226,7 @@ def test_a_default_command_starter_stands_in_for_the_images_default_command() ->
         assert record["exitCode"] == 0
         assert record["argv"] == command
         assert any("stand-in ran in" in m for m in log_messages(sandbox, record))
+        assert any(f"at nice {min(19, os.nice(0) + 10)}" in m for m in log_messages(sandbox, record))
 
 
 # -- the scale mode's stand-in container (stand_in.StandInStarter), in its host process

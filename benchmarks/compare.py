@@ -12,7 +12,14 @@ machine's scheduler resolves). Per-task request counts must be equal.
 The headline figures (those the README and the targets quote: wall time, completion
 seen and returned, launch phase, client CPU per task, errors, requests per task) decide
 the exit status; every other figure (per-call latencies, RSS, sandbox CPU) is listed
-when it disagrees, for tracing, and does not fail the comparison.
+when it disagrees, for tracing, and does not fail the comparison. Two scopes:
+
+- the launch phase is a headline figure where the launch bucket binds (N above the
+  pacer's burst of 90); below it, ten launches take 30-110 ms and the figure is the
+  client's thread scheduling;
+- the cold-start row (100 cold interpreters, 40-50 s of CPU on two cores in 25-30 s)
+  measures the machine's saturation on purpose: its wall time is the headline figure
+  (the fork server's effect), its latency tails are listed for tracing.
 """
 
 from __future__ import annotations
@@ -52,6 +59,9 @@ EXACT = (
     "client S3 DELETE per task",
     "runner S3 requests per task",
 )
+LAUNCH_PHASE = "launch phase: first → last RunTask accepted (s)"
+PACER_BURST = 90  # covalent_ecs_executor/launch.py, LAUNCH_BURST
+COLD_HEADLINE = ("errors", "wall time per batch (s)")
 # Machine facts and run-length artefacts, not results.
 SKIPPED = ("load average", "sandbox requests answered")
 
@@ -78,6 +88,16 @@ def _groups(report: dict[str, Any]) -> dict[tuple[str, int, str], dict[str, Any]
     return {(g["plugin"], g["n"], g["kind"]): g["metrics"] for g in report["summary"]}
 
 
+def is_headline(key: tuple[str, int, str], name: str) -> bool:
+    """Does this figure of this batch group decide the comparison (see the module doc)?"""
+    _, n, kind = key
+    if kind == "cold":
+        return name in COLD_HEADLINE
+    if name == LAUNCH_PHASE:
+        return n > PACER_BURST
+    return name in HEADLINE
+
+
 def compare(first: dict[str, Any], second: dict[str, Any]) -> tuple[list[list[str]], list[list[str]], int]:
     """(headline figures that disagree, other figures that disagree, figures compared)."""
     headline: list[list[str]] = []
@@ -101,7 +121,7 @@ def compare(first: dict[str, Any], second: dict[str, Any]) -> tuple[list[list[st
                 continue
             ratio = theirs["median"] / figure["median"] if figure["median"] else float("inf")
             row = [label, name, _spread(figure), _spread(theirs), f"{ratio:.2f}×"]
-            (headline if name in HEADLINE else other).append(row)
+            (headline if is_headline(key, name) else other).append(row)
     return headline, other, compared
 
 

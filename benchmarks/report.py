@@ -341,6 +341,14 @@ def _costs(summary: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _small_n_note(report: dict[str, Any]) -> str:
+    small = report.get("small_n_repeat") or {}
+    if not small or small.get("repeat") == report.get("repeat"):
+        return ""
+    return (f" ({small['repeat']} times up to N={small['max_n']}, whose tasks exit together: "
+            "one batch is one draw of the poll cycle's phase)")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     c = report["conditions"]
     original = report["original"]
@@ -354,7 +362,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{c.get('load_avg_at_end', '–')} (machine shared with other jobs: timings are noisy). "
         f"Took {report.get('bench_seconds')} s.",
         "",
-        f"- Each batch of this executor ran {repeat} time(s), the original's "
+        f"- Each batch of this executor ran {repeat} time(s){_small_n_note(report)}, the original's "
         f"{report.get('original_repeat', repeat)}; figures are the median (min–max) of the runs.",
         f"- Sandbox AWS limits (token buckets): **{'enforced' if report['aws_limits_enforced'] else 'NOT enforced'}**.",
         f"- Up to N={report.get('real_runner_max_n', '–')} this executor's tasks run the real runner, "

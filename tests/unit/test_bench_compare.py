@@ -70,3 +70,17 @@ def test_a_file_that_is_not_a_report_is_named_without_a_traceback(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "x.json" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_scopes_the_launch_phase_to_paced_batches_and_the_cold_row_to_its_wall_time():
+    sys.path.insert(0, str(COMPARE.parent))
+    try:
+        from compare import is_headline
+    finally:
+        sys.path.remove(str(COMPARE.parent))
+    launch, returns = "launch phase: first → last RunTask accepted (s)", "container exit → executor returns, p95 (s)"
+    assert is_headline(("ours", 1000, ""), launch) and is_headline(("ours", 100, ""), launch)
+    assert not is_headline(("ours", 10, ""), launch)  # ten launches inside the burst: not paced
+    assert is_headline(("ours", 10, ""), returns)
+    assert is_headline(("ours", 100, "cold"), "wall time per batch (s)")
+    assert not is_headline(("ours", 100, "cold"), returns)  # a saturated machine's tail, for tracing

@@ -402,24 +402,53 @@ def big_payload(sandbox: Any, plugin: str, *, receive: bool, size: int) -> dict[
 
 
 # ------------------------------------------------------------------------ main
+def _sizes(text: str) -> list[int]:
+    """``--n``: comma-separated task counts, each at least 1."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 10,100, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"every N must be at least 1, got {text!r}")
+    return sizes
+
+
+def _whole(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    return _whole(text, 1)
+
+
+def _count(text: str) -> int:
+    return _whole(text, 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks/bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N <= 100, once, no 1 GiB runs")
-    parser.add_argument("--n", default=None, help="comma-separated N (default 1,10,100,1000)")
-    parser.add_argument("--repeat", type=int, default=None,
+    parser.add_argument("--n", type=_sizes, default=None, help="comma-separated N (default 1,10,100,1000)")
+    parser.add_argument("--repeat", type=_positive, default=None,
                         help="runs of each batch, reported as median and min-max (default 3; 1 with --quick)")
-    parser.add_argument("--real-runner-max-n", type=int, default=100,
+    parser.add_argument("--real-runner-max-n", type=_count, default=100,
                         help="largest N whose tasks run the real runner; larger N run the "
                         "scale mode's stand-in container (default 100)")
-    parser.add_argument("--original-max-n", type=int, default=100,
+    parser.add_argument("--original-max-n", type=_count, default=100,
                         help="largest N run through the original plugin (default 100; see docs/benchmarks.md)")
-    parser.add_argument("--original-repeat", type=int, default=1,
+    parser.add_argument("--original-repeat", type=_positive, default=1,
                         help="runs of the original's batches (default 1: each takes ~10x ours)")
     parser.add_argument("--no-original", action="store_true", help="only this project's executor")
     parser.add_argument("--no-cold", action="store_true",
                         help="skip the run without the benchmark's fork server")
     parser.add_argument("--no-faults", action="store_true", help="skip the faults row (launches failing for causes that pass)")
-    parser.add_argument("--faults-n", type=int, default=None,
+    parser.add_argument("--faults-n", type=_positive, default=None,
                         help="N of the faults row (default: the largest N)")
     parser.add_argument("--payload-gib", type=float, default=1.0, help="size of the big-payload runs")
     parser.add_argument("--sleep", type=float, default=0.5, help="seconds each task sleeps")
@@ -430,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=RESULTS_DIR, help="folder for latest[-quick].json/.md")
     args = parser.parse_args(argv)  # fmt: skip
 
-    sizes = [int(x) for x in args.n.split(",")] if args.n else (
+    sizes = args.n if args.n else (
         [1, 10, 100] if args.quick else [1, 10, 100, 1000]
     )  # fmt: skip
     repeat = args.repeat or (1 if args.quick else 3)

@@ -27,6 +27,7 @@ test: nothing is asserted; targets are shown met or missed.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import os
@@ -246,13 +247,12 @@ def batch(
     client_calls["DescribeTasks"] -= document.get("idle", {}).get("describe_tasks", 0)
     row["calls_total"] = {"client": client_calls, "runner": runner_calls}
     # Refused calls ("Rate exceeded" from the sandbox's AWS limits), whoever made them.
-    throttled: dict[str, int] = {}
+    throttled: collections.Counter[str] = collections.Counter()
     for calls in by_caller.values():
-        for op, count in calls.items():
-            if op.startswith("throttled."):
-                throttled[op.removeprefix("throttled.")] = throttled.get(op.removeprefix("throttled."), 0) + count
+        throttled.update({op.removeprefix("throttled."): count for op, count in calls.items()
+                          if op.startswith("throttled.")})  # fmt: skip
     row["throttled_total"] = sum(throttled.values())
-    row["throttled_by_operation"] = throttled
+    row["throttled_by_operation"] = dict(throttled)
     row["calls_per_task"] = {
         "client": {k: round(v / n, 3) for k, v in client_calls.items()},
         "runner": {k: round(v / n, 3) for k, v in runner_calls.items()},

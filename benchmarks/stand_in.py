@@ -264,15 +264,20 @@ class StandInStarter:
             task_id = str(self._count)
             task = StandInTask(spec, self, task_id)
             self._tasks[task_id] = task
-        self.send({"op": "start", "id": task_id, "command": argv[3:], "env": task.env,
-                   "cwd": spec.cwd, "duration_s": duration_s})  # fmt: skip
+        try:
+            self.send({"op": "start", "id": task_id, "command": argv[3:], "env": task.env,
+                       "cwd": spec.cwd, "duration_s": duration_s})  # fmt: skip
+        except OSError:
+            with self._lock:
+                self._tasks.pop(task_id, None)
+            task.end(-signal.SIGKILL, "")  # never ran: only its output descriptor to close
+            raise
         return task
 
     def send(self, message: dict[str, Any]) -> None:
         with self._lock:
-            if self._process is None:
-                self._start_host()
-            assert self._process is not None and self._process.stdin is not None
+            if self._process is None or self._process.stdin is None:
+                raise OSError("the stand-in host is closed")
             try:
                 self._process.stdin.write(json.dumps(message) + "\n")
                 self._process.stdin.flush()

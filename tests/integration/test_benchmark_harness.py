@@ -308,3 +308,9 @@ def test_a_stand_in_host_that_dies_ends_its_tasks_instead_of_leaving_them_runnin
     assert record["lastStatus"] == "STOPPED" and record["exitCode"] == 137
     assert "the stand-in host exited" in "\n".join(log_messages(stand_in_sandbox, record))
     assert "137" in str(error)
+    # A task started after that cannot start, and says why.
+    config = {**stand_in_sandbox.executor_config, "environment": {STAND_IN_ENV: "1"}}
+    meta = {"dispatch_id": "stand-in-after-host", "node_id": 0, "results_dir": "."}
+    with pytest.raises(TaskRuntimeError) as raised:
+        asyncio.run(asyncio.wait_for(ECSExecutor(**config).run(abs, [-1], {}, meta), RUN_CEILING_S))
+    assert "the stand-in host is gone" in str(raised.value)

@@ -53,6 +53,7 @@ RESULTS_DIR = os.path.join(HERE, "results")
 # only the tasks a driver marks for it (--stand-in).
 STAND_IN = "stand_in:StandInStarter"
 FORK_SERVER = "bench_starters:ForkServerStarter"
+COLD_RUNNER = "bench_starters:ColdRunnerStarter"
 ORIGINAL_IMAGE_CMD = "bench_starters:OriginalImageStarter"
 GIB = 1024**3
 IDLE_WINDOW_S = 3.0
@@ -540,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
             # the fork server's effect, and the fairer comparison with the original (whose
             # runner always starts cold).
             n = min(100, max(sizes))
-            cold = {**options, "starters": [ORIGINAL_IMAGE_CMD]}
+            cold = {**options, "starters": [COLD_RUNNER, ORIGINAL_IMAGE_CMD]}
             with SandboxProcess(**cold) as sandbox:
                 for rep in range(repeat):
                     _say(f"N={n} ours, cold runner starts (no fork server) (run {rep + 1} of {repeat}) ...")

@@ -38,13 +38,13 @@ def received_fd(dup: Any) -> int:
     return int(dup.detach())
 
 
-def run_task(args: list[str], env: dict[str, str], cwd: str, output_fd: int, nice: int) -> None:
-    """In the forked task: become the container's process and run the runner at
-    niceness ``nice`` (bench_starters.TASK_NICE); never returns."""
+def run_task(args: list[str], env: dict[str, str], cwd: str, output_fd: int, policy: int) -> None:
+    """In the forked task: become the container's process and run the runner under the
+    scheduling policy ``policy`` (bench_starters.TASK_POLICY); never returns."""
     code = 1
     try:
         os.setsid()  # own process group: StopTask and the OOM kill reach all of it
-        os.nice(nice)
+        os.sched_setscheduler(0, policy, os.sched_param(0))
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)

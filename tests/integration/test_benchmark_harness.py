@@ -135,7 +135,7 @@ def test_a_forked_runner_task_is_its_own_process_with_the_task_environment(
             "endpoint": os.environ.get("AWS_ENDPOINT_URL"),
             "parent": os.getppid(),
             "sandbox_modules": sorted({"moto", "covalent_ecs_executor"} & set(sys.modules)),
-            "nice": os.nice(0),
+            "idle_policy": os.sched_getscheduler(0) == os.SCHED_IDLE,
         }
 
     forking_sandbox.reset_calls()
@@ -150,7 +150,7 @@ def test_a_forked_runner_task_is_its_own_process_with_the_task_environment(
     assert b"forkserver" in Path(f"/proc/{seen['parent']}/cmdline").read_bytes()
     assert seen["sandbox_modules"] == []  # the fork server carries only the runner's modules
     assert seen["pgid"] == seen["pid"]  # its own group: StopTask and OOM kills reach it all
-    assert seen["nice"] == min(19, os.nice(0) + 10)  # bench_starters.TASK_NICE: the API's CPU first
+    assert seen["idle_policy"] is True  # bench_starters.TASK_POLICY: the API's CPU first
     assert seen["cwd"] == seen["home"] == record["env"]["HOME"]
     assert seen["endpoint"] == forking_sandbox.endpoint_url
     assert record["exitCode"] == 0
@@ -208,6 +208,27 @@ def test_stop_task_terminates_a_forked_runner(forking_sandbox: SandboxClient) ->
     assert record["stopCode"] == "UserInitiated"
 
 
+# -- the cold-start row's runner (bench_starters.ColdRunnerStarter)
+def test_a_cold_runner_is_a_fresh_interpreter_at_the_benchmarks_low_priority() -> None:
+    def describe_process() -> dict[str, Any]:  # nested: pickled by value
+        import os
+
+        return {"parent": os.getppid(), "idle_policy": os.sched_getscheduler(0) == os.SCHED_IDLE}
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHMARKS), env.get("PYTHONPATH")]))
+    with SandboxProcess(
+        provision_delay_s=0, deprovision_delay_s=0, starters=["bench_starters:ColdRunnerStarter"], env=env
+    ) as sandbox:
+        executor = ECSExecutor(**sandbox.executor_config)
+        meta = {"dispatch_id": "cold-1", "node_id": 0, "results_dir": "."}
+        seen = asyncio.run(asyncio.wait_for(executor.run(describe_process, [], {}, meta), RUN_CEILING_S))
+        record = next(r for r in sandbox.tasks() if r["env"].get("COVALENT_ECS_TASK") == "cold-1/0")
+        assert seen["parent"] == sandbox.health()["pid"]  # started by the agent, no fork server
+        assert seen["idle_policy"] is True  # bench_starters.TASK_POLICY, as the forked runners
+        assert record["argv"][1:3] == ["-m", "covalent_ecs_runtime"]
+
+
 # -- a stand-in for an image's default command (bench_starters.DefaultCommandStarter)
 def test_a_default_command_starter_stands_in_for_the_images_default_command() -> None:
     sys.path.insert(0, str(BENCHMARKS))
@@ -215,7 +236,7 @@ def test_a_default_command_starter_stands_in_for_the_images_default_command() ->
         from bench_starters import DefaultCommandStarter
     finally:
         sys.path.remove(str(BENCHMARKS))
-    command = [sys.executable, "-c", "import os; print('stand-in ran in', os.getcwd(), 'at nice', os.nice(0))"]
+    command = [sys.executable, "-c", "import os; print('stand-in ran in', os.getcwd(), 'idle:', os.sched_getscheduler(0) == os.SCHED_IDLE)"]
     with Sandbox(
         provision_delay_s=0,
         deprovision_delay_s=0,
@@ -226,7 +247,7 @@ def test_a_default_command_starter_stands_in_for_the_images_default_command() ->
         assert record["exitCode"] == 0
         assert record["argv"] == command
         assert any("stand-in ran in" in m for m in log_messages(sandbox, record))
-        assert any(f"at nice {min(19, os.nice(0) + 10)}" in m for m in log_messages(sandbox, record))
+        assert any("idle: True" in m for m in log_messages(sandbox, record))  # TASK_POLICY
 
 
 # -- the scale mode's stand-in container (stand_in.StandInStarter), in its host process

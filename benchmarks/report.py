@@ -341,12 +341,13 @@ def _costs(summary: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _small_n_note(report: dict[str, Any]) -> str:
-    small = report.get("small_n_repeat") or {}
-    if not small or small.get("repeat") == report.get("repeat"):
+def _repeat_note(report: dict[str, Any]) -> str:
+    more = {n: r for n, r in (report.get("repeat_up_to_n") or {}).items() if r != report.get("repeat")}
+    if not more:
         return ""
-    return (f" ({small['repeat']} times up to N={small['max_n']}, whose tasks exit together: "
-            "one batch is one draw of the poll cycle's phase)")
+    times = ", ".join(f"{r} times up to N={n}" for n, r in more.items())
+    return (f" ({times}: up to N=10 a batch's tasks exit together, so one batch is one draw of "
+            "the poll cycle's phase; at N=100 one draw of the runners' exit burst)")
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -362,7 +363,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{c.get('load_avg_at_end', '–')} (machine shared with other jobs: timings are noisy). "
         f"Took {report.get('bench_seconds')} s.",
         "",
-        f"- Each batch of this executor ran {repeat} time(s){_small_n_note(report)}, the original's "
+        f"- Each batch of this executor ran {repeat} time(s){_repeat_note(report)}, the original's "
         f"{report.get('original_repeat', repeat)}; figures are the median (min–max) of the runs.",
         f"- Sandbox AWS limits (token buckets): **{'enforced' if report['aws_limits_enforced'] else 'NOT enforced'}**.",
         f"- Up to N={report.get('real_runner_max_n', '–')} this executor's tasks run the real runner, "

@@ -14,7 +14,8 @@
    ``FaultPolicy`` (scripted request faults, faults.py);
 4. everything else goes to moto's ``DomainDispatcherApplication``.
 
-``ApiServer`` runs it on a werkzeug threaded server (one thread per request) bound
+``ApiServer`` runs it on a werkzeug threaded server (one thread per connection, kept
+alive: ``SandboxRequestHandler``) bound
 to the given host (127.0.0.1 by default; loopback only, see ``Sandbox``) in a
 background thread.
 """
@@ -22,6 +23,7 @@ background thread.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import socket
@@ -82,13 +84,96 @@ class MotoDispatcher(DomainDispatcherApplication):
         return backend
 
 
-class QuietRequestHandler(MotoRequestHandler):
-    """moto's request handler without werkzeug's access log: the sandbox counts and
-    reports its requests itself, and formatting a log line per request (its
-    timestamp included) was a measurable share of the server's time."""
+class SandboxRequestHandler(MotoRequestHandler):
+    """moto's request handler, with two changes for a server that answers hundreds of
+    calls a second:
+
+    - no werkzeug access log: the sandbox counts and reports its requests itself, and
+      formatting a log line per request (its timestamp included) was a measurable share
+      of the server's time;
+    - connections are kept alive, as AWS's endpoints keep them. werkzeug's development
+      server closes every connection after one answer (http.server cannot tell how much
+      of a request's body the application left unread); here a request's body, when it
+      states its length (up to ``KEEP_ALIVE_MAX_BODY``), is read whole before the
+      application sees it, so the connection is in step for the next request whatever
+      the application read. Otherwise (chunked, no length, larger) the connection closes
+      after the answer, as before. An idle connection closes after ``timeout`` seconds;
+      ``ApiServer.stop`` closes the rest.
+    """
+
+    KEEP_ALIVE_MAX_BODY = 64 * 1024 * 1024
+    timeout = 60  # socketserver.StreamRequestHandler: an idle kept-alive connection's limit
+    _keep_alive = False
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.open_connections.add(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.open_connections.discard(self.connection)  # type: ignore[attr-defined]
+        super().finish()
+
+    def run_wsgi(self) -> None:
+        stream = self.rfile
+        body = self._whole_body()
+        self._keep_alive = body is not None
+        if body is not None:
+            self.rfile = io.BytesIO(body)  # werkzeug hands it to the application as wsgi.input
+        try:
+            super().run_wsgi()
+        finally:
+            self.rfile = stream
+        if not self._keep_alive:
+            self.close_connection = True
+
+    def _whole_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return None
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            return None
+        if not 0 <= length <= self.KEEP_ALIVE_MAX_BODY:
+            return None
+        body = self.rfile.read(length) if length else b""
+        return body if len(body) == length else None
+
+    def send_header(self, keyword: str, value: str) -> None:
+        # werkzeug asks for "Connection: close" on every answer (see the class docstring).
+        if self._keep_alive and keyword.lower() == "connection" and value.lower() == "close":
+            return
+        super().send_header(keyword, value)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+        if format.startswith("Request timed out"):
+            return None  # an idle kept-alive connection reaching ``timeout``: not an error
+        super().log_error(format, *args)
+
+
+class _OpenConnections:
+    """The server's live connections, so that stopping it closes the kept-alive ones."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+
+    def discard(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+
+    def close_all(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class SandboxMiddleware:
@@ -318,9 +403,10 @@ class ApiServer:
         # werkzeug logs every request at INFO; the sandbox reports its own events.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=QuietRequestHandler
+            host, port, app, threaded=True, request_handler=SandboxRequestHandler
         )
         self._server.daemon_threads = True  # type: ignore[attr-defined]
+        self._server.open_connections = _OpenConnections()  # type: ignore[attr-defined]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -343,3 +429,4 @@ class ApiServer:
         self._server.shutdown()
         self._thread.join(timeout=10)
         self._server.server_close()
+        self._server.open_connections.close_all()  # type: ignore[attr-defined]

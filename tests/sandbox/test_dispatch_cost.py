@@ -8,6 +8,7 @@ import threading
 import pytest
 from fake_clock import FakeClock
 from moto import backends
+from moto.core import serialize
 from moto.moto_server.werkzeug_app import create_backend_app
 from werkzeug.test import Client
 
@@ -65,3 +66,36 @@ def test_stale_run_task_tokens_are_dropped_oldest_first_and_fresh_ones_kept() ->
     tokens.lock_for(probe)
     assert [tokens.get(("123456789012", "us-east-1", f"old-{i}")) for i in range(5)] == [None] * 5
     assert tokens.get(fresh) == ["task-fresh"]
+
+
+def test_the_serializers_attribute_lookup_is_worked_out_once_per_member(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    moto_patches.install(None)
+    lookups = []
+    real_has_alias = serialize.ExplicitAlias.has_alias
+
+    def counted(self: serialize.ExplicitAlias, key: str) -> bool:
+        lookups.append(key)
+        return real_has_alias(self, key)
+
+    monkeypatch.setattr(serialize.ExplicitAlias, "has_alias", counted)
+    client = Client(MotoDispatcher(create_backend_app))
+    headers = {**_signed_for("ecs"), "Content-Type": "application/x-amz-json-1.1"}
+    target = "AmazonEC2ContainerServiceV20141113."
+    name = "serializer-cost"
+    assert client.post("/", headers={**headers, "X-Amz-Target": target + "CreateCluster"},
+                       data=json.dumps({"clusterName": name})).status_code == 200  # fmt: skip
+
+    def describe() -> dict[str, object]:
+        answer = client.post("/", headers={**headers, "X-Amz-Target": target + "DescribeClusters"},
+                             data=json.dumps({"clusters": [name]}))  # fmt: skip
+        assert answer.status_code == 200
+        return json.loads(answer.get_data())
+
+    lookups.clear()
+    first = describe()
+    worked_out = len(lookups)
+    second = describe()
+    assert first == second and first["clusters"][0]["clusterName"] == name  # type: ignore[index]
+    assert worked_out > 0 and len(lookups) == worked_out  # the second answer looked nothing up again

@@ -346,8 +346,8 @@ def _patch_serializer_key_lookup() -> None:
     # moto's response serializer works out, for every member of every object it writes,
     # which attribute names might hold it (alias providers: the model's names, the
     # class's prefix, snake_case...). The answer depends only on the object's class, the
-    # member and its shape, yet it is recomputed each time: two thirds of a DescribeTasks
-    # of 100 tasks (~50 of 75 ms of the sandbox's CPU). Remember it per that key.
+    # member and its shape, yet it is recomputed each time: about a third of the 75 ms of
+    # CPU a DescribeTasks of 100 tasks took. Remember it per that key.
     for picker in (AttributePicker, XFormedAttributePicker):
         _remember_possible_keys(picker)
 

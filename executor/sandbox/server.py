@@ -115,7 +115,11 @@ class SandboxRequestHandler(MotoRequestHandler):
 
     def run_wsgi(self) -> None:
         stream = self.rfile
-        body = self._whole_body()
+        try:
+            body = self._whole_body()
+        except OSError:  # the client went away (or stalled past ``timeout``) mid-body
+            self.close_connection = True
+            return
         self._keep_alive = body is not None
         if body is not None:
             self.rfile = io.BytesIO(body)  # werkzeug hands it to the application as wsgi.input
@@ -136,7 +140,9 @@ class SandboxRequestHandler(MotoRequestHandler):
         if not 0 <= length <= self.KEEP_ALIVE_MAX_BODY:
             return None
         body = self.rfile.read(length) if length else b""
-        return body if len(body) == length else None
+        if len(body) != length:
+            raise ConnectionAbortedError("the request's body ended early")
+        return body
 
     def send_header(self, keyword: str, value: str) -> None:
         # werkzeug asks for "Connection: close" on every answer (see the class docstring).

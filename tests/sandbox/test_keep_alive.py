@@ -12,9 +12,12 @@ import pytest
 
 from covalent_ecs_executor.sandbox.server import ApiServer
 
+ANSWERED: list[str] = []
+
 
 def _ignores_the_body(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     # Answers from the path alone and never reads wsgi.input, as a policy refusing a call might.
+    ANSWERED.append(environ["PATH_INFO"])
     body = environ["PATH_INFO"].encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
@@ -55,6 +58,22 @@ def test_a_chunked_request_is_answered_and_its_connection_closed(server: ApiServ
     assert (answer.status, answer.read()) == (200, b"/chunked")
     assert answer.getheader("Connection") == "close"  # its body's end is not known up front
     connection.close()
+
+
+def test_a_request_whose_body_never_fully_arrives_is_not_answered(
+    server: ApiServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    ANSWERED.clear()
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"PUT /cut HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        sock.shutdown(socket.SHUT_WR)  # the network drops mid-upload
+        assert sock.recv(1024) == b""  # closed without an answer
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    connection.request("GET", "/after")
+    assert connection.getresponse().read() == b"/after"  # the server goes on serving
+    connection.close()
+    assert ANSWERED == ["/after"]  # the application never saw the cut request
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_stopping_the_server_closes_kept_alive_connections() -> None:

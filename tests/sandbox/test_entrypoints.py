@@ -45,7 +45,10 @@ def test_in_process_sandbox_is_exclusive_and_kills_its_tasks_on_stop() -> None:
             command=["import time; time.sleep(60)"],
             ecs=sandbox.client("ecs"),  # counted
         )
-        pid = wait_for(lambda: sandbox.tasks()[0]["pid"], what="the task's process")
+        # The agent takes a new task up on its next tick, after RunTask has answered.
+        pid = wait_for(
+            lambda: next((r["pid"] for r in sandbox.tasks() if r["pid"]), None), what="the task's process"
+        )
         assert sandbox.calls() == {"ecs.RegisterTaskDefinition": 1, "ecs.RunTask": 1}
         state_dir = sandbox.state_dir
     with pytest.raises(ProcessLookupError):

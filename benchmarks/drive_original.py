@@ -70,7 +70,8 @@ async def main() -> None:
         # the task's family name on the object, so a shared one would mix tasks up.
         executor = make_executor(config)
         meta = {"dispatch_id": args.dispatch_id, "node_id": i, "results_dir": _HOME}
-        return await executor.run(workload.sleep_then_return, [i, args.sleep], {}, meta)
+        seconds = driver_common.task_seconds(i, args.sleep)
+        return await executor.run(workload.sleep_then_return, [i, seconds], {}, meta)
 
     cpu_before = driver_common.cpu_s()
     started = time.time()

@@ -142,7 +142,8 @@ async def main() -> None:
         executor._task_stdout, executor._task_stderr = io.StringIO(), io.StringIO()
         meta = {"dispatch_id": args.dispatch_id, "node_id": i, "results_dir": _HOME}
         try:
-            return await executor.run(workload.sleep_then_return, [i, args.sleep], {}, meta)
+            seconds = driver_common.task_seconds(i, args.sleep)
+            return await executor.run(workload.sleep_then_return, [i, seconds], {}, meta)
         finally:
             relaunches += executor.task_stderr.getvalue().count(RELAUNCH_MARK)
 

@@ -22,6 +22,12 @@ from typing import Any
 # the scale mode's stand-in (stand_in.py), for this many seconds.
 STAND_IN_ENV = "BENCH_STAND_IN_S"
 
+# Real-runner tasks sleep ``--sleep`` plus ``(i % 10)`` steps of this much, so their exits
+# spread over one poll period (0.5 s by default). Were they all to end together, every
+# exit of a batch would meet the same poll phase and a batch's exit->seen median would be
+# one random draw in [0, poll period), which two runs need not agree on.
+STAGGER_STEP_S = 0.05
+
 
 def isolate_home() -> str:
     """Keep covalent's config/db and boto3's files out of $HOME (set before imports)."""
@@ -57,6 +63,11 @@ def parser(prog: str) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--receive", action="store_true")
     return parser
+
+
+def task_seconds(index: int, base_s: float) -> float:
+    """How long task ``index`` of a real-runner batch sleeps (see ``STAGGER_STEP_S``)."""
+    return round(base_s + (index % 10) * STAGGER_STEP_S, 3)
 
 
 def control(endpoint_url: str, name: str) -> Any:

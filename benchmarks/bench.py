@@ -280,6 +280,7 @@ def batch(
         )
 
     exit_to_return, exit_to_seen, start_to_function, function_to_exit = [], [], [], []
+    seen_to_collected, collected_to_return = [], []
     for task in tasks:
         record = record_for(task["index"])
         if record is None or "error" in task or not record.get("endedAt"):
@@ -287,6 +288,9 @@ def batch(
         exit_to_return.append(task["returned"] - record["endedAt"])
         if "exit_seen" in task:
             exit_to_seen.append(task["exit_seen"] - record["endedAt"])
+        if "collected" in task:
+            seen_to_collected.append(task["collected"] - task["exit_seen"])
+            collected_to_return.append(task["returned"] - task["collected"])
         timings = task.get("runner_timings") or {}
         if "function_started" in timings and "process_started" in timings:
             start_to_function.append(timings["function_started"] - timings["process_started"])
@@ -294,6 +298,8 @@ def batch(
             function_to_exit.append(record["endedAt"] - timings["function_ended"])
     row["exit_to_return_s"] = _summary(exit_to_return)
     row["exit_to_seen_s"] = _summary(exit_to_seen)
+    row["seen_to_collected_s"] = _summary(seen_to_collected)
+    row["collected_to_return_s"] = _summary(collected_to_return)
     row["runner_start_to_function_s"] = _summary(start_to_function)
     row["runner_function_end_to_exit_s"] = _summary(function_to_exit)
 

@@ -109,7 +109,8 @@ async def main() -> None:
 
     def on_event(event: dict) -> None:
         if event["event"] == events.TASK_FINISHED:
-            timings[str(event["node_id"])] = event
+            # Emitted once the result is downloaded and verified, before clean-up.
+            timings[str(event["node_id"])] = {**event, "collected": time.time()}
         elif event["event"] == events.POLL_CYCLE:
             cycles.append(event)
 
@@ -160,6 +161,7 @@ async def main() -> None:
             task["task_arn"] = found["task_arn"]
             task["runner_timings"] = found["timings"]
             task["exit_seen"] = found["exit_seen"]
+            task["collected"] = found["collected"]
     # DescribeTasks cycles the executor's poller ran, and the most tasks one cycle watched.
     document["poll_cycles"] = len(cycles)
     document["max_watched"] = max((c["watched"] for c in cycles), default=0)

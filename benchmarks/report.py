@@ -81,6 +81,11 @@ def _rows(row: dict[str, Any] | None) -> dict[str, Any]:
         "container exit → exit seen by poller, p50 (s)": row["exit_to_seen_s"].get("p50"),
         "container exit → exit seen by poller, p95 (s)": row["exit_to_seen_s"].get("p95"),
     }
+    # seen -> returns, in two parts: fetch + verify the result; then clean-up and record.
+    for what, key in (("exit seen → result collected", "seen_to_collected_s"),
+                      ("result collected → executor returns", "collected_to_return_s")):  # fmt: skip
+        for q in ("p50", "p95"):
+            out[f"{what}, {q} (s)"] = (row.get(key) or {}).get(q)
     for name, _ in OPERATIONS:
         out[f"client {name} per task"] = client.get(name, 0)
     # The sandbox counts HTTP requests, botocore's retries of a request included; the

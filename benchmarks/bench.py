@@ -58,9 +58,10 @@ ORIGINAL_IMAGE_CMD = "bench_starters:OriginalImageStarter"
 GIB = 1024**3
 IDLE_WINDOW_S = 3.0
 # Batches up to these N run this many times as often (not with --quick): at N <= 10 a
-# batch's tasks exit together, so one batch is about one draw of where the exit falls in
-# the 0.5 s poll cycle; at N = 100 the real runners exit within a second of each other
-# and share two cores with the API, so one batch's p95 is one draw of that burst.
+# batch has ten exits or fewer to sample where they fall in the 0.5 s poll cycle (their
+# durations are staggered over it: driver_common.task_seconds); at N = 100 the real
+# runners exit within a second of each other and share two cores with the API, so one
+# batch's p95 is one draw of that burst.
 REPEAT_FACTORS = ((10, 3), (100, 2))
 
 # Operation groups of the table: (column, [sandbox operation names]).

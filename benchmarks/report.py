@@ -351,8 +351,8 @@ def _repeat_note(report: dict[str, Any]) -> str:
     if not more:
         return ""
     times = ", ".join(f"{r} times up to N={n}" for n, r in more.items())
-    return (f" ({times}: up to N=10 a batch's tasks exit together, so one batch is one draw of "
-            "the poll cycle's phase; at N=100 one draw of the runners' exit burst)")
+    return (f" ({times}: up to N=10 a batch has ten exits or fewer to sample the poll "
+            "cycle's phase with; at N=100 one batch is one draw of the runners' exit burst)")
 
 
 def render_markdown(report: dict[str, Any]) -> str:

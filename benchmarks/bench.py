@@ -439,6 +439,27 @@ def _positive(text: str) -> int:
     return _whole(text, 1)
 
 
+def _number(text: str, *, above_zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (above_zero and value == 0):
+        least = "above 0" if above_zero else "at least 0"
+        raise argparse.ArgumentTypeError(f"must be {least}, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """``--sleep``, ``--idle``: a duration, 0 or more."""
+    return _number(text, above_zero=False)
+
+
+def _gib(text: str) -> float:
+    """``--payload-gib``: a size above 0."""
+    return _number(text, above_zero=True)
+
+
 def _count(text: str) -> int:
     return _whole(text, 0)
 
@@ -462,9 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-faults", action="store_true", help="skip the faults row (launches failing for causes that pass)")
     parser.add_argument("--faults-n", type=_positive, default=None,
                         help="N of the faults row (default: the largest N)")
-    parser.add_argument("--payload-gib", type=float, default=1.0, help="size of the big-payload runs")
-    parser.add_argument("--sleep", type=float, default=0.5, help="seconds each task sleeps")
-    parser.add_argument("--idle", type=float, default=IDLE_WINDOW_S,
+    parser.add_argument("--payload-gib", type=_gib, default=1.0, help="size of the big-payload runs")
+    parser.add_argument("--sleep", type=_seconds, default=0.5, help="seconds each task sleeps")
+    parser.add_argument("--idle", type=_seconds, default=IDLE_WINDOW_S,
                         help=f"seconds each driver stays idle after its batch, counting calls (default {IDLE_WINDOW_S:g})")
     parser.add_argument("--no-aws-limits", action="store_true",
                         help="let the sandbox accept calls faster than an AWS account would")

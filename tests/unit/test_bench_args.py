@@ -20,6 +20,10 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
         (["--repeat", "-1"], "argument --repeat: must be at least 1, got -1"),
         (["--faults-n", "x"], "argument --faults-n: expected a whole number, got 'x'"),
         (["--real-runner-max-n", "-2"], "argument --real-runner-max-n: must be at least 0, got -2"),
+        (["--sleep", "-1"], "argument --sleep: must be at least 0, got '-1'"),
+        (["--sleep", "nan"], "argument --sleep: must be at least 0, got 'nan'"),
+        (["--idle", "soon"], "argument --idle: expected a number, got 'soon'"),
+        (["--payload-gib", "0"], "argument --payload-gib: must be above 0, got '0'"),
     ],
 )
 def test_a_bad_option_is_named_in_one_line(option: list[str], said: str) -> None:

@@ -109,8 +109,10 @@ async def main() -> None:
 
     def on_event(event: dict) -> None:
         if event["event"] == events.TASK_FINISHED:
-            # Emitted once the result is downloaded and verified, before clean-up.
-            timings[str(event["node_id"])] = {**event, "collected": time.time()}
+            # Emitted once the result is downloaded and verified, before clean-up (each
+            # subscriber gets its own copy of the event).
+            event["collected"] = time.time()
+            timings[str(event["node_id"])] = event
         elif event["event"] == events.POLL_CYCLE:
             cycles.append(event)
 
